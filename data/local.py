@@ -38,6 +38,9 @@ _COLUMN_ALIASES = {
     "adj_close": "adj_close",
     "vol": "volume",
 }
+# Column names recognised case-insensitively; other columns (tickers in a wide
+# file) keep their spelling.
+_STANDARD_COLUMNS = {"date", "ticker", "adj_close", *KNOWN_FIELDS}
 
 
 def bundled_path() -> Path:
@@ -51,11 +54,17 @@ def load_bundled() -> Panel:
     return load_panel(bundled_path(), source=f"bundled {BUNDLED_NAME} dataset")
 
 
-def resolve_data(spec: str | Path | None) -> Panel:
-    """Load a dataset named on the command line: ``sp500`` or a file or folder."""
+def resolve_data(
+    spec: str | Path | None, *, interval: str = "1d", market: str = "equity"
+) -> Panel:
+    """Load a dataset named on the command line: ``sp500`` or a file or folder.
+
+    ``interval`` and ``market`` describe a local file; the bundled data is daily
+    equities.
+    """
     if spec is None or str(spec) == BUNDLED_NAME:
         return load_bundled()
-    return load_panel(spec)
+    return load_panel(spec, interval=interval, market=market)
 
 
 def table_stem(path: Path) -> str | None:
@@ -100,7 +109,9 @@ def normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
     renamed = {}
     for col in frame.columns:
         key = str(col).strip().lower().replace(" ", "_")
-        renamed[col] = _COLUMN_ALIASES.get(key, key)
+        key = _COLUMN_ALIASES.get(key, key)
+        if key in _STANDARD_COLUMNS:
+            renamed[col] = key
     frame = frame.rename(columns=renamed)
     frame = mark_missing_quotes(frame)
     if "adj_close" in frame.columns:
