@@ -86,7 +86,9 @@ class Panel:
         object.__setattr__(self, "timestamps", _to_utc_index(self.timestamps))
         object.__setattr__(self, "tickers", tuple(str(t) for t in self.tickers))
         object.__setattr__(self, "fields", tuple(self.fields))
-        object.__setattr__(self, "_field_index", {f: i for i, f in enumerate(self.fields)})
+        object.__setattr__(
+            self, "_field_index", {f: i for i, f in enumerate(self.fields)}
+        )
         t, n, f = len(self.timestamps), len(self.tickers), len(self.fields)
         if self.values.shape != (t, n, f):
             raise ValueError(f"values shape {self.values.shape} != {(t, n, f)}")
@@ -313,8 +315,16 @@ class Panel:
         values[t_pos, a_pos] = frame[fields].to_numpy(dtype=np.float64)
         available = np.zeros((len(timestamps), len(tickers)), dtype=bool)
         available[t_pos, a_pos] = True
-        return cls(timestamps, tuple(tickers), tuple(fields), values, available,
-                   interval=interval, market=market, source=source)
+        return cls(
+            timestamps,
+            tuple(tickers),
+            tuple(fields),
+            values,
+            available,
+            interval=interval,
+            market=market,
+            source=source,
+        )
 
     @classmethod
     def from_wide(
@@ -371,9 +381,16 @@ class Panel:
                 "fill or drop that date in the file, or load it in long format "
                 "where a missing row is a gap",
             )
-        return cls(index, tuple(map(str, frame.columns)), (field_name,),
-                   data[:, :, None], finite, interval=interval, market=market,
-                   source=source)
+        return cls(
+            index,
+            tuple(map(str, frame.columns)),
+            (field_name,),
+            data[:, :, None],
+            finite,
+            interval=interval,
+            market=market,
+            source=source,
+        )
 
     def to_long(self) -> pd.DataFrame:
         """Return the available bars as long rows: date, ticker and the fields."""

@@ -95,8 +95,11 @@ def read_pool_file(path: str | Path) -> dict[str, Pool]:
                 "write tickers: [AAPL, MSFT]",
             )
         pools[str(name)] = make_pool(
-            str(name), tickers, parent=entry.get("parent"),
-            description=str(entry.get("description", "")), origin=str(path),
+            str(name),
+            tickers,
+            parent=entry.get("parent"),
+            description=str(entry.get("description", "")),
+            origin=str(path),
         )
     for pool in pools.values():
         if pool.parent is not None and pool.parent in pools:
@@ -156,9 +159,7 @@ def resolve_pool(spec: str | Sequence[str] | Pool) -> Pool:
     if file_part.endswith((".yaml", ".yml")):
         path = Path(file_part).expanduser()
         if not path.exists():
-            raise PoolError(
-                f"pool file {file_part!r} does not exist", "check the path"
-            )
+            raise PoolError(f"pool file {file_part!r} does not exist", "check the path")
         pools = read_pool_file(path)
         if name_part:
             if name_part not in pools:

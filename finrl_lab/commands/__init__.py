@@ -1,0 +1,1 @@
+"""Command groups of the finrl-lab CLI, one module each."""
