@@ -22,7 +22,7 @@ import numpy as np
 from finrl_lab.market import Market
 
 
-class Agent(ABC):
+class Agent:
     """Common base: a name, optional training, and saving of parameters."""
 
     name: str = "agent"
@@ -37,7 +37,7 @@ class Agent(ABC):
         """Load parameters written by :meth:`save`."""
 
 
-class WeightsAgent(Agent):
+class WeightsAgent(Agent, ABC):
     """An agent that computes its target weights from prices for a whole window."""
 
     @abstractmethod
@@ -50,7 +50,7 @@ class WeightsAgent(Agent):
         """
 
 
-class PolicyAgent(Agent):
+class PolicyAgent(Agent, ABC):
     """An agent that maps one observation of PortfolioEnv to an action."""
 
     @abstractmethod

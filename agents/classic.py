@@ -1,4 +1,4 @@
-"""Classic portfolio baselines: market, equal weight, momentum, OLMAR, PAMR, min-variance.
+"""Classic portfolio baselines: market, equal weight, momentum, OLMAR, PAMR, minvar.
 
 Each works on any pool: only assets tradable at a decision bar (in the pool and
 with a bar) get weight, and assets that list later join when they list. None of
@@ -201,7 +201,9 @@ class PAMRAgent(WeightsAgent):
 
 
 def _passive_aggressive(market, signals, loss, sign: float) -> np.ndarray:
-    """Shared loop of OLMAR and PAMR: ``b += sign * loss / |x - mean x|^2 * (x - mean x)``.
+    """Run the passive-aggressive loop shared by OLMAR and PAMR.
+
+    Each step sets ``b += sign * loss(b, x) / |x - mean(x)|^2 * (x - mean(x))``.
 
     The update runs over tradable assets only; the first decision is uniform.
     """

@@ -83,7 +83,8 @@ def read_pool_file(path: str | Path) -> dict[str, Pool]:
         unknown = set(entry) - {"tickers", "parent", "description"}
         if unknown:
             raise PoolError(
-                f"unknown key(s) {', '.join(sorted(unknown))} in pool {name!r} of {path}",
+                f"unknown key(s) {', '.join(sorted(unknown))} in pool {name!r} "
+                f"of {path}",
                 "allowed keys are tickers, parent and description",
             )
         tickers = entry["tickers"]

@@ -1,4 +1,4 @@
-"""``finrl-lab backtest``: classic baselines over a pool, a metrics table and a run folder."""
+"""``finrl-lab backtest``: baselines over a pool, a metrics table, a run folder."""
 
 from __future__ import annotations
 
