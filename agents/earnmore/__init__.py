@@ -1,0 +1,1 @@
+"""EarnMore: a maskable stock representation for customizable stock pools."""

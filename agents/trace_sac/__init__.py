@@ -1,0 +1,1 @@
+"""Trace-SAC: Soft Actor-Critic with soft Retrace targets."""

@@ -1,0 +1,1 @@
+"""Training core: experiment configs, the runner, checkpoints and logging."""
