@@ -115,6 +115,7 @@ class PortfolioEnv(gym.Env):
         self._rel_cash[:, 1:] = market.relatives
 
         steps = market.steps
+        self._full_window = episode_length is None
         self.episode_length = steps if episode_length is None else int(episode_length)
         if self.episode_length > steps:
             raise ConfigError(
@@ -145,22 +146,27 @@ class PortfolioEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Start an episode; ``options={"start_row": r}`` fixes the first bar."""
+        """Start an episode; ``options={"start_row": r}`` fixes the first bar.
+
+        Without ``episode_length`` an episode runs from ``start_row`` (default the
+        window's first decision) to the window's end; with it, the start is drawn
+        from the seeded generator unless given.
+        """
         super().reset(seed=seed)
         market = self.market
-        latest_start = market.last - self.episode_length
+        latest_start = market.last - (1 if self._full_window else self.episode_length)
         if options and "start_row" in options:
             start = int(options["start_row"])
             if not market.first <= start <= latest_start:
                 raise ConfigError(
                     f"start_row {start} is outside {market.first} .. {latest_start}"
                 )
-        elif latest_start > market.first:
-            start = int(self.np_random.integers(market.first, latest_start + 1))
-        else:
+        elif self._full_window:
             start = market.first
+        else:
+            start = int(self.np_random.integers(market.first, latest_start + 1))
         self._t = start
-        self._end = start + self.episode_length
+        self._end = market.last if self._full_window else start + self.episode_length
         self._value = self.initial_value
         self._weights = _cash_only(market.n_assets)
         self._done = False

@@ -45,7 +45,7 @@ def run_name(*parts: object) -> str:
 
 
 def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._+" else "_" for c in text)[:60]
+    return "".join(c if c.isalnum() or c in "._+-" else "_" for c in text)[:60]
 
 
 @dataclass
