@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from finrl_lab.data.panel import KNOWN_FIELDS, Panel
+
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "sp500"
+CACHE_PREFIX = "cache:"
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".feather")
 _COLUMN_ALIASES = {
     "datetime": "date",
@@ -55,15 +56,30 @@ def load_bundled() -> Panel:
 
 
 def resolve_data(
-    spec: str | Path | None, *, interval: str = "1d", market: str = "equity"
+    spec: str | Path | None,
+    *,
+    interval: str = "1d",
+    market: str = "equity",
+    cache_dir: str | Path | None = None,
 ) -> Panel:
-    """Load a dataset named on the command line: ``sp500`` or a file or folder.
+    """Load a dataset named on the command line.
 
-    ``interval`` and ``market`` describe a local file; the bundled data is daily
-    equities.
+    ``spec`` is ``sp500`` (the bundled data), a file or folder, or a cache
+    reference ``cache:SOURCE/INTERVAL[/SELECTION]`` such as ``cache:yahoo/1d/dj30``
+    or ``cache:ccxt/binance/1m/BTC/USDT`` (see
+    :class:`finrl_lab.data.sources.CacheReference`). ``interval`` and ``market``
+    describe a local file; the bundled data is daily equities, and a cache entry
+    records its own. ``cache_dir`` overrides the cache folder.
     """
     if spec is None or str(spec) == BUNDLED_NAME:
         return load_bundled()
+    if str(spec).startswith(CACHE_PREFIX):
+        # Imported here: the cache modules import this one.
+        from finrl_lab.data.cache import Cache
+        from finrl_lab.data.sources import load_cache_reference
+
+        panel, _ = load_cache_reference(str(spec), cache=Cache(cache_dir))
+        return panel
     return load_panel(spec, interval=interval, market=market)
 
 
@@ -175,7 +191,8 @@ def load_panel(
         return Panel.from_long(frame, interval=interval, market=market, source=where)
     if "date" not in frame.columns:
         raise DataError(
-            f"no date column in {target} (columns: {', '.join(map(str, frame.columns))})",
+            f"no date column in {target} "
+            f"(columns: {', '.join(map(str, frame.columns))})",
             "name the first column 'date'",
         )
     ohlcv = [c for c in frame.columns if c in KNOWN_FIELDS]
@@ -211,9 +228,7 @@ def _load_folder(folder: Path, *, interval: str, market: str, source: str) -> Pa
         ignore_index=True,
     )
     panel = Panel.from_long(long, interval=interval, market=market, source=source)
-    log.info(
-        "loaded %d tickers, %d bars from %s", panel.n_assets, len(panel), folder
-    )
+    log.info("loaded %d tickers, %d bars from %s", panel.n_assets, len(panel), folder)
     return panel
 
 
