@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from finrl_lab.errors import FinRLLabError
 
 # Command modules, in the order ``finrl-lab --help`` lists them.
-COMMAND_MODULES = ("backtest", "pools", "data", "train", "evaluate")
+COMMAND_MODULES = ("backtest", "pools", "data", "train", "evaluate", "config")
 EXIT_USER_ERROR = 2
 
 

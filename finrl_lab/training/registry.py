@@ -1,10 +1,43 @@
 """Registry of trainers: the runner looks up how to train an agent by its name.
 
-A trainer is a function ``train(config, context) -> TrainOutcome``. The runner
-(``finrl-lab train``) validates the experiment config, makes the run folder,
-seeds everything, and calls the trainer registered for ``config["agent"]["name"]``
-once per seed. The trainer trains on the training window, selects checkpoints on
-the validation window only, and evaluates once on the test window.
+How to plug in an agent family (EarnMore, Trace-SAC, ...):
+
+1. In your module (listed in :data:`TRAINER_MODULES`), register a trainer::
+
+       @register_trainer(
+           "trace_sac",
+           defaults={"agent": {"tau": 0.005}, "env": {"fee_bps": 4.0}},
+           validate=validate_trace_sac,
+           evaluate=evaluate_trace_sac,
+       )
+       def train_trace_sac(config: dict, context: RunContext) -> TrainOutcome: ...
+
+   ``defaults`` fills the ``agent`` and ``env`` sections (any section may be
+   given) before the user's YAML is merged over them; ``finrl-lab config show
+   --agent trace_sac`` prints the result. ``validate`` and ``evaluate`` may also
+   be added later with :func:`register_validator` and :func:`register_evaluator`.
+2. ``validate(config) -> None`` receives the full config after the common
+   sections (data, pool, splits, optimizer, seeds, device, budget, evaluation)
+   have been checked. It must check your ``agent`` and ``env`` keys and raise
+   :class:`~finrl_lab.errors.ConfigError` with the key and the fix; the CLI
+   prints that as one line and exits 2 before any run folder exists. Use
+   :func:`finrl_lab.training.config.check_keys` to reject unknown keys.
+3. ``train(config, context)`` runs once per seed. The runner has already
+   seeded python, numpy and torch, resolved ``context.device`` and made
+   ``context.run_dir`` (write checkpoints under ``run_dir / "checkpoints"``
+   with :mod:`finrl_lab.training.checkpoint`). ``context.logger`` is a
+   :class:`~finrl_lab.training.logger.RunLogger` (TensorBoard and CSV);
+   ``context.resume_from`` is the checkpoint to continue from, or None. Train
+   on the training window, pick checkpoints on the validation window only, and
+   evaluate the chosen one once on the test window. Return a
+   :class:`TrainOutcome` with the test metrics, the baselines' metrics on the
+   same window and the best checkpoint; the runner writes ``metrics.json`` and
+   prints mean and spread over seeds.
+4. ``evaluate(request) -> EvaluationOutcome`` serves ``finrl-lab evaluate
+   --checkpoint RUN [--pool POOL] [--start DATE] [--end DATE]``. The request
+   carries the run's stored config, the checkpoint to load, and the pool and
+   window to evaluate (the config's test window unless given). Without an
+   evaluator, ``finrl-lab evaluate`` reports that the agent has none.
 """
 
 from __future__ import annotations
@@ -57,20 +90,123 @@ class TrainOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class EvaluationRequest:
+    """What ``finrl-lab evaluate`` asks an evaluator to do for one seed.
+
+    :param config: the resolved config stored in the run folder.
+    :param checkpoint: the checkpoint to evaluate (the run's best by default).
+    :param run_dir: the seed's folder in the run.
+    :param seed: the seed that trained the checkpoint.
+    :param device: ``cpu`` or ``cuda``, already resolved.
+    :param pool: pool to trade instead of the config's, or None.
+    :param start: first decision date, or None for the config's test start.
+    :param end: last valuation date, or None for the config's test end.
+    """
+
+    config: dict[str, Any]
+    checkpoint: Path
+    run_dir: Path
+    seed: int
+    device: str
+    pool: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass
+class EvaluationOutcome:
+    """What an evaluator returns: metrics of the agent and of the baselines.
+
+    :param metrics: project metrics of the agent on the requested window.
+    :param baseline_metrics: the same metrics of classic baselines on the same
+        window, by agent name.
+    :param window: first decision and last valuation date, as text.
+    """
+
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    window: tuple[str, str] = ("", "")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 Trainer = Callable[[dict[str, Any], RunContext], TrainOutcome]
+Validator = Callable[[dict[str, Any]], None]
+Evaluator = Callable[[EvaluationRequest], EvaluationOutcome]
+
+
+@dataclass
+class TrainerSpec:
+    """Everything registered for one agent name."""
+
+    train: Trainer
+    validate: Validator | None = None
+    evaluate: Evaluator | None = None
+    defaults: dict[str, Any] | Callable[[str], dict[str, Any]] = field(
+        default_factory=dict
+    )
+
+    def defaults_for(self, name: str) -> dict[str, Any]:
+        """Return the default sections for ``name`` (defaults may be per name)."""
+        if callable(self.defaults):
+            return self.defaults(name)
+        return self.defaults
+
+
 _TRAINERS: dict[str, Trainer] = {}
+_SPECS: dict[str, TrainerSpec] = {}
 log = logging.getLogger(__name__)
 
 
-def register_trainer(*names: str) -> Callable[[Trainer], Trainer]:
-    """Register a trainer function under one or more agent names."""
+def register_trainer(
+    *names: str,
+    validate: Validator | None = None,
+    evaluate: Evaluator | None = None,
+    defaults: dict[str, Any] | Callable[[str], dict[str, Any]] | None = None,
+) -> Callable[[Trainer], Trainer]:
+    """Register a trainer function under one or more agent names.
+
+    :param validate: checks the ``agent`` and ``env`` sections; raises ConfigError.
+    :param evaluate: evaluates a trained checkpoint for ``finrl-lab evaluate``.
+    :param defaults: default config sections, or a function of the agent name
+        that returns them.
+    """
 
     def decorate(function: Trainer) -> Trainer:
         for name in names:
             _TRAINERS[name] = function
+            _SPECS[name] = TrainerSpec(function, validate, evaluate, defaults or {})
         return function
 
     return decorate
+
+
+def register_validator(*names: str) -> Callable[[Validator], Validator]:
+    """Register ``validate(config) -> None`` for agents already registered."""
+
+    def decorate(function: Validator) -> Validator:
+        for name in names:
+            _spec(name).validate = function
+        return function
+
+    return decorate
+
+
+def register_evaluator(*names: str) -> Callable[[Evaluator], Evaluator]:
+    """Register ``evaluate(request) -> EvaluationOutcome`` for registered agents."""
+
+    def decorate(function: Evaluator) -> Evaluator:
+        for name in names:
+            _spec(name).evaluate = function
+        return function
+
+    return decorate
+
+
+def _spec(name: str) -> TrainerSpec:
+    if name not in _SPECS:
+        raise KeyError(f"register the trainer for {name!r} before its extras")
+    return _SPECS[name]
 
 
 # Modules that register trainers when imported; a missing one is skipped so that
@@ -101,6 +237,15 @@ def get_trainer(name: str) -> Trainer:
             f"use one of {', '.join(sorted(_TRAINERS)) or '(none installed)'}",
         )
     return _TRAINERS[name]
+
+
+def get_trainer_spec(name: str) -> TrainerSpec:
+    """Return the trainer, validator, evaluator and defaults of an agent name."""
+    get_trainer(name)
+    if name not in _SPECS:
+        # A trainer put straight into the table still gets a spec.
+        _SPECS[name] = TrainerSpec(_TRAINERS[name])
+    return _SPECS[name]
 
 
 def trainer_names() -> list[str]:
