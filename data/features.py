@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from finrl_lab.data.panel import Panel
-from numpy.lib.stride_tricks import sliding_window_view
 
 from finrl_lab.errors import ConfigError, DataError
 
@@ -104,12 +103,12 @@ def compute_features(panel: Panel, feature_set: str) -> tuple[np.ndarray, list[s
         for name in REQUIRED_FIELDS[feature_set]
     }
     columns = _price_features(prices, names)
-    out = np.full((len(panel), panel.n_assets, len(names)), np.nan)
-    for i, name in enumerate(names):
-        if name in CALENDAR_FEATURES:
-            continue
-        out[:, :, i] = _expand(columns[name], order)
+    packed = np.empty((len(panel), panel.n_assets, len(names)))
     calendar = _calendar(panel.timestamps)
+    for i, name in enumerate(names):
+        if name not in CALENDAR_FEATURES:
+            packed[:, :, i] = columns[name]
+    out = _expand(packed, order)
     for i, name in enumerate(names):
         if name in CALENDAR_FEATURES:
             out[:, :, i] = calendar[name][:, None]
@@ -135,8 +134,10 @@ def _compress(data: np.ndarray, order: np.ndarray, counts: np.ndarray) -> np.nda
 
 
 def _expand(packed: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Return packed [T, N, F] features at their bars' rows (the inverse of
+    :func:`_compress`)."""
     out = np.empty_like(packed)
-    np.put_along_axis(out, order, packed, axis=0)
+    np.put_along_axis(out, order[:, :, None], packed, axis=0)
     return out
 
 
@@ -203,20 +204,46 @@ def _candles(prices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _rolling_argext(data: np.ndarray, w: int, arg_func: Any) -> np.ndarray:
     """Return the 0-based position of the max (or min) in each trailing w-bar window.
 
-    NaN where the window is incomplete or holds a NaN.
+    The first occurrence wins a tie, as with :func:`numpy.argmax`. NaN where the
+    window is incomplete or holds a NaN. ``arg_func`` is ``np.argmax`` or
+    ``np.argmin``.
     """
-    t = len(data)
     out = np.full(data.shape, np.nan)
-    if t < w:
+    if len(data) < w:
         return out
     finite = np.isfinite(data)
-    filled = np.where(finite, data, 0.0)
-    windows = sliding_window_view(filled, w, axis=0)  # [T - w + 1, N, w]
-    positions = arg_func(windows, axis=-1).astype(np.float64)
+    # Maximise the values, or their negatives for the minimum; NaN never wins.
+    values = np.where(finite, data if arg_func is np.argmax else -data, -np.inf)
+    best = _window_argmax(values, w)
+    positions = (best - np.arange(w - 1, len(data))[:, None]).astype(np.float64)
+    positions += w - 1
     complete = _rolling_count(finite, w)[w - 1 :] == w
     positions[~complete] = np.nan
     out[w - 1 :] = positions
     return out
+
+
+def _window_argmax(values: np.ndarray, w: int) -> np.ndarray:
+    """Return the row of the first maximum of every window of w rows, [T - w + 1, N].
+
+    A sparse table: level k holds, for each row i, the first maximum of rows
+    i .. i + 2**k - 1. A window is covered by two blocks of the largest power of
+    two that fits, and the left block wins ties so that the first maximum wins.
+    """
+    t = len(values)
+    columns = np.arange(values.shape[1])[None, :]
+    best = np.broadcast_to(np.arange(t)[:, None], values.shape).copy()
+    size = 1
+    while size * 2 <= w:
+        left, right = best[: len(best) - size], best[size:]
+        take_left = values[left, columns] >= values[right, columns]
+        best = np.where(take_left, left, right)
+        size *= 2
+    starts = np.arange(t - w + 1)
+    left = best[starts]
+    right = best[starts + w - size]
+    take_left = values[left, columns] >= values[right, columns]
+    return np.where(take_left, left, right)
 
 
 def _rolling_count(flags: np.ndarray, w: int) -> np.ndarray:
@@ -237,11 +264,10 @@ def _return_counts(close: np.ndarray) -> dict[str, np.ndarray]:
     down = np.where(priced, (ret < 0).astype(np.float64), np.nan)
     gains = pd.DataFrame(np.where(ret < 0, 0.0, ret))
     moves = pd.DataFrame(np.abs(ret))
-    up_frame, down_frame = pd.DataFrame(up), pd.DataFrame(down)
     out: dict[str, np.ndarray] = {}
     for w in WINDOWS:
-        cntp = up_frame.rolling(w, min_periods=w).sum().to_numpy() / w
-        cntn = down_frame.rolling(w, min_periods=w).sum().to_numpy() / w
+        cntp = _rolling_flag_sum(up, w) / w
+        cntn = _rolling_flag_sum(down, w) / w
         out[f"cntp_{w}"] = cntp
         out[f"cntn_{w}"] = cntn
         out[f"cntd_{w}"] = cntp - cntn
@@ -252,6 +278,15 @@ def _return_counts(close: np.ndarray) -> dict[str, np.ndarray]:
         out[f"sumn_{w}"] = 1.0 - sump
         out[f"sumd_{w}"] = 2.0 * sump - 1.0
     return out
+
+
+def _rolling_flag_sum(flags: np.ndarray, w: int) -> np.ndarray:
+    """Return trailing w-row sums of 0/1 values (exact), NaN if a NaN is inside."""
+    finite = np.isfinite(flags)
+    sums = _rolling_count(np.where(finite, flags, 0.0) > 0, w).astype(np.float64)
+    complete = _rolling_count(finite, w) == w
+    complete[: w - 1] = False
+    return np.where(complete, sums, np.nan)
 
 
 def _calendar(timestamps: pd.DatetimeIndex) -> dict[str, np.ndarray]:

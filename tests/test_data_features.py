@@ -224,3 +224,25 @@ def test_late_listing_kept_and_masked(tmp_path):
     assert np.isfinite(features[listing + 4 :, v, ma5]).all()
     aapl = panel.tickers.index("AAPL")
     assert np.isfinite(features[listing:, aapl, ma5]).all()
+
+
+def test_window_position_takes_first_of_ties():
+    panel = random_panel(seed=5)
+    rounded = panel.values.copy()
+    rounded[:, :, :4] = np.round(rounded[:, :, :4])  # many equal highs and lows
+    rounded[:, :, 1] = np.nanmax(rounded[:, :, :4], axis=2)
+    rounded[:, :, 2] = np.nanmin(rounded[:, :, :4], axis=2)
+    tied = Panel(
+        panel.timestamps, panel.tickers, panel.fields, rounded, panel.available
+    )
+    features, names = compute_features(tied, "alpha158")
+    for asset in range(3):
+        rows = np.flatnonzero(tied.available[:, asset])
+        high = tied.field("high")[rows, asset]
+        low = tied.field("low")[rows, asset]
+        for w in (5, 60):
+            imax = features[rows, asset, names.index(f"imax_{w}")]
+            imin = features[rows, asset, names.index(f"imin_{w}")]
+            for k in range(w - 1, len(rows)):
+                assert imax[k] == np.argmax(high[k - w + 1 : k + 1]) / w
+                assert imin[k] == np.argmin(low[k - w + 1 : k + 1]) / w
