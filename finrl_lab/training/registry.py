@@ -218,24 +218,44 @@ TRAINER_MODULES = (
 )
 
 
+# Trainer modules that failed to import, with the error, so that one broken
+# agent family does not stop the others from training.
+_IMPORT_ERRORS: dict[str, str] = {}
+
+
 def _import_trainer_modules() -> None:
     for module in TRAINER_MODULES:
+        if module in _IMPORT_ERRORS:
+            continue
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name is None or not module.startswith(exc.name):
-                raise
+                _record_import_error(module, exc)
+                continue
             log.debug("trainer module %s not available", module)
+        except ImportError as exc:
+            _record_import_error(module, exc)
+
+
+def _record_import_error(module: str, exc: ImportError) -> None:
+    _IMPORT_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+    log.warning(
+        "trainer module %s failed to import (%s); its agents are unavailable",
+        module,
+        exc,
+    )
 
 
 def get_trainer(name: str) -> Trainer:
     """Return the trainer for an agent name; raise ConfigError if none is known."""
     _import_trainer_modules()
     if name not in _TRAINERS:
-        raise ConfigError(
-            f"unknown agent {name!r}",
-            f"use one of {', '.join(sorted(_TRAINERS)) or '(none installed)'}",
-        )
+        hint = f"use one of {', '.join(sorted(_TRAINERS)) or '(none installed)'}"
+        if _IMPORT_ERRORS:
+            failed = ", ".join(f"{m} ({e})" for m, e in _IMPORT_ERRORS.items())
+            hint += f"; these trainer modules failed to import: {failed}"
+        raise ConfigError(f"unknown agent {name!r}", hint)
     return _TRAINERS[name]
 
 
