@@ -279,6 +279,10 @@ def build_model(
     if for_inference and name in ("sac", "td3", "ddpg"):
         agent["buffer_size"] = 1
         agent["learning_starts"] = 0
+    elif for_inference:
+        agent["n_steps"] = 2
+        if "batch_size" in agent:
+            agent["batch_size"] = 2
     try:
         return ALGORITHMS[name](
             "MultiInputPolicy",
