@@ -9,7 +9,7 @@ The folder is, in order of precedence, the ``--cache-dir`` option, the
 ``FINRL_LAB_CACHE_DIR`` environment variable, or the per-user cache folder
 (``~/.cache/finrl-lab`` on Linux, as :func:`platformdirs.user_cache_dir` gives).
 
-Each file holds the raw bars as the source delivered them (for Yahoo: close,
+Each file contains the raw bars as the source delivered them (for Yahoo: close,
 adjusted close, dividends and splits; cleaning and adjustment happen on read)
 and a JSON metadata record in the parquet schema, so data and metadata are
 replaced together by one atomic rename. Pages carry CRC checksums. A file that

@@ -159,6 +159,8 @@ class CcxtSource(Source):
                 yield _to_frame(fresh)
             if not rows or rows[-1][0] < since:
                 # Nothing from `since` on: skip a page length of empty time.
+                # NOTE: an exchange that ignores `since` and returns its latest
+                # candles would skip the history before them without an error.
                 since += step_ms * self.page_limit
                 continue
             since = max(rows[-1][0] + step_ms, seen + step_ms)
@@ -183,7 +185,7 @@ class CcxtSource(Source):
                 )
             except ccxt.ExchangeError as exc:
                 raise DataError(
-                    f"{self.exchange_id} refused {what}: {_first_line(exc)}",
+                    f"{self.exchange_id} rejected {what}: {_first_line(exc)}",
                     "check the symbol, timeframe and dates",
                 ) from None
             if attempt == self.retries:

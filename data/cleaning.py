@@ -2,7 +2,7 @@
 
 - Timestamps become UTC, sorted and unique; of two rows with the same timestamp
   the one fetched last is kept.
-- A row without a positive, finite close is not a bar; it is dropped and the
+- A row without a positive, finite close is not a bar. It is dropped, and the
   (time, ticker) pair becomes a gap in the panel.
 - Equity tickers keep their gaps and late listings: the panel's availability
   mask says when each can be held. Nothing is back-filled and no ticker's

@@ -147,16 +147,16 @@ def _expand(packed: np.ndarray, order: np.ndarray) -> np.ndarray:
 def _price_features(
     prices: dict[str, np.ndarray], names: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    wanted = set(names)
+    requested = set(names)
     close = prices["close"]
     frame = pd.DataFrame(close)
     out: dict[str, np.ndarray] = {}
-    if "open" in wanted:
+    if "open" in requested:
         out["open"] = prices["open"]
         out["high"] = prices["high"]
         out["low"] = prices["low"]
     out["close"] = close
-    if "kmid2" in wanted:
+    if "kmid2" in requested:
         out.update(_candles(prices))
 
     for w in WINDOWS:
@@ -173,7 +173,7 @@ def _price_features(
         # Percentile rank of the latest close within the window (ties averaged),
         # divided by w as EarnMore does.
         out[f"rank_{w}"] = rolling.rank(pct=True).to_numpy() / w
-        if "imax_5" in wanted:
+        if "imax_5" in requested:
             imax = _rolling_argext(prices["high"], w, np.argmax)
             imin = _rolling_argext(prices["low"], w, np.argmin)
             out[f"imax_{w}"] = imax / w
@@ -205,7 +205,7 @@ def _rolling_argext(data: np.ndarray, w: int, arg_func: Any) -> np.ndarray:
     """Return the 0-based position of the max (or min) in each trailing w-bar window.
 
     The first occurrence wins a tie, as with :func:`numpy.argmax`. NaN where the
-    window is incomplete or holds a NaN. ``arg_func`` is ``np.argmax`` or
+    window is incomplete or contains a NaN. ``arg_func`` is ``np.argmax`` or
     ``np.argmin``.
     """
     out = np.full(data.shape, np.nan)
@@ -226,7 +226,7 @@ def _rolling_argext(data: np.ndarray, w: int, arg_func: Any) -> np.ndarray:
 def _window_argmax(values: np.ndarray, w: int) -> np.ndarray:
     """Return the row of the first maximum of every window of w rows, [T - w + 1, N].
 
-    A sparse table: level k holds, for each row i, the first maximum of rows
+    A sparse table: level k stores, for each row i, the first maximum of rows
     i .. i + 2**k - 1. A window is covered by two blocks of the largest power of
     two that fits, and the left block wins ties so that the first maximum wins.
     """
@@ -307,11 +307,11 @@ class Normalizer:
 
     Statistics are NaN-aware means and population standard deviations (ddof 0)
     over the fitted rows. With ``per_asset`` (the default, as EarnMore scales each
-    stock on its own) they have shape [N, F]; an asset with no finite value of a
-    feature in the fitted rows falls back to the pooled statistics of all assets
-    over the same rows. Otherwise they are pooled, with shape [1, F]. A zero or
-    undefined standard deviation is replaced by 1. Columns in ``raw_columns`` are
-    passed through unchanged (calendar integers in EarnMore).
+    stock on its own) they have shape [N, F]. An asset with no finite value of a
+    feature in the fitted rows gets the pooled statistics of all assets over the
+    same rows. Without ``per_asset`` the statistics are pooled, with shape
+    [1, F]. A zero or undefined standard deviation is replaced by 1. Columns in
+    ``raw_columns`` are passed through unchanged (calendar integers in EarnMore).
 
     :param per_asset: fit one mean and deviation per asset and feature.
     :param raw_columns: feature indexes left unscaled.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +107,13 @@ class Source(ABC):
 
 @dataclass(frozen=True)
 class UpdateResult:
-    """What :func:`update_cache` did for one symbol."""
+    """Outcome of :func:`update_cache` for one symbol."""
 
     symbol: str
     path: Path
     new_rows: int
     total_rows: int
-    mode: str  # "full", "incremental", "up to date", or "partial" after a failure
+    mode: str  # "full", "incremental", "backfill" or "up to date"
     first: str | None
     last: str | None
 
@@ -176,6 +176,7 @@ class _Updater:
         except CorruptCacheError as exc:
             log.warning("%s; fetching the whole entry again", exc)
             cached = None
+
         if cached is None:
             if start is None:
                 raise DataError(
@@ -183,25 +184,37 @@ class _Updater:
                     "pass a start date for the first download",
                 )
             return self._fetch(key, None, {}, start, end_ts, "full", start)
+
         frame, meta = cached
         covered_from = utc_timestamp(meta["coverage_start"])
         covered_to = utc_timestamp(meta["coverage_end"])
-        wanted_from = covered_from if start is None else min(start, covered_from)
-        if wanted_from < covered_from and (self.source.overlap_bars > 0 or frame.empty):
+        requested_from = covered_from if start is None else min(start, covered_from)
+        if requested_from < covered_from and (
+            self.source.overlap_bars > 0 or frame.empty
+        ):
             # An adjusting source must deliver old and new bars in one request,
             # or their adjustments may disagree.
             return self._fetch(
-                key, None, meta, wanted_from, end_ts, "full", wanted_from
+                key, None, meta, requested_from, end_ts, "full", requested_from
             )
-        if wanted_from < covered_from:
+
+        cached_rows = len(frame)
+        if requested_from < covered_from:
             first_bar = pd.Timestamp(frame["date"].iloc[0])
-            pages = self._collect(key, wanted_from, first_bar - self.step)
+            pages = self._collect(key, requested_from, first_bar - self.step)
             frame = _merge(pages, frame)
-            meta = dict(meta, coverage_start=str(wanted_from))
+            meta = dict(meta, coverage_start=str(requested_from))
+            self._record(
+                meta, requested_from, first_bar, len(pages), "backfill", symbol
+            )
             self.cache.write(key, frame, meta)
         if end_ts <= covered_to:
-            return self._result(key, frame, 0, "up to date")
-        return self._forward(key, frame, meta, end_ts)
+            mode = "backfill" if len(frame) > cached_rows else "up to date"
+            return self._result(key, frame, len(frame) - cached_rows, mode)
+        result = self._forward(key, frame, meta, end_ts)
+        if result.mode == "full":
+            return result
+        return replace(result, new_rows=result.total_rows - cached_rows)
 
     def _forward(
         self, key: EntryKey, frame: pd.DataFrame, meta: dict, end_ts: pd.Timestamp

@@ -133,7 +133,7 @@ class DateSplit:
         """Return the row slices of ``panel`` for the three windows.
 
         :raises DataError: a window reaches before the first bar or after the
-            last bar of the panel, or holds no bar.
+            last bar of the panel, or contains no bar.
         """
         first_bar, last_bar = panel.timestamps[0], panel.timestamps[-1]
         where = panel.source or "the dataset"
@@ -159,8 +159,8 @@ class DateSplit:
                 slices[label] = panel.slice_positions(start, end)
             except DataError:
                 raise DataError(
-                    f"the {label} window {_show(start)} .. {_show(end)} holds no bar "
-                    f"of {where}",
+                    f"the {label} window {_show(start)} .. {_show(end)} contains no "
+                    f"bar of {where}",
                     f"choose dates within {first_bar.date()} .. {last_bar.date()}",
                 ) from None
         return SplitRows(**slices)
@@ -251,10 +251,10 @@ def walk_forward(
     return splits
 
 
-# EarnMore's three expanding splits, as the authors' code groups them: training
-# from the first bar, then validation, then test. The paper reports the
-# validation windows here as its test results, because the code chose the
-# checkpoint on them and never ran its test block.
+# EarnMore's three expanding splits, as the data groups of the authors' code
+# (github.com/DVampire/EarnMore) define them: training from the first bar, then
+# validation, then test. The EarnMore paper reports the validation windows here
+# as its test periods, because that code picks the checkpoint on them.
 PRESETS: dict[str, list[DateSplit]] = {
     "earnmore": [
         DateSplit(

@@ -43,10 +43,10 @@ INTERVALS = {
     "5d": "5d",
     "1w": "1wk",
 }
-# Longest span Yahoo serves in one intraday request, in days; daily and longer
-# bars come in one request. Yahoo documents none of these; they are the limits
-# its error messages state (1m: 8 days per request, within the last 30 days;
-# other minute bars within 60 days; hourly within 730 days).
+# Longest span of one intraday request, in days; daily and longer bars come in one
+# request. NOTE: Yahoo documents no limits. These stay under the spans yfinance
+# 1.7.0 requests for period="max" (8 days of 1m, 60 days of other minute bars,
+# 730 days of hourly bars).
 MAX_REQUEST_DAYS = {
     "1m": 7,
     "2m": 59,
@@ -119,12 +119,12 @@ def _yfinance_raises() -> Iterator[None]:
 def normalise_history(frame: pd.DataFrame, symbol: str, interval: str) -> pd.DataFrame:
     """Convert a yfinance history frame to the cache layout, whatever its version.
 
-    Handles single-level columns (``Ticker.history``), two-level columns in either
-    order (``yf.download`` with or without ``group_by='ticker'``), ``Adj Close``
-    present or absent (absent means Yahoo sent no adjusted close, so it equals
-    close), ``Stock Splits`` or ``Splits``, and the date as index or column,
-    time-zone aware or naive. Daily and longer bars get the exchange's trading
-    date at midnight UTC; intraday bars their start time in UTC.
+    Handles single-level columns (``Ticker.history``) and two-level columns in
+    either order (``yf.download`` with or without ``group_by='ticker'``). An
+    absent ``Adj Close`` means Yahoo sent no adjusted close, so it equals close.
+    Splits may be named ``Stock Splits`` or ``Splits``, and the date may be the
+    index or a column, time-zone aware or naive. Daily and longer bars get the
+    exchange's trading date at midnight UTC, intraday bars their start in UTC.
 
     :returns: columns ``date, open, high, low, close, adj_close, volume,
         dividends, splits``; rows without a close are dropped.
@@ -401,7 +401,7 @@ class YahooSource(Source):
             except network_errors as exc:
                 status = _http_status(exc)
                 if status == 404:
-                    # yfinance asks the quote endpoint when the chart has no
+                    # yfinance requests the quote endpoint when the chart has no
                     # time zone for the ticker; a 404 there means no such ticker.
                     raise DataError(
                         f"unknown Yahoo ticker {symbol!r} (HTTP 404)",

@@ -362,3 +362,27 @@ def test_cli_rate_limit_outlasting_retries_exits_2(
     assert err.count("\n") == 1
     assert "rate limit" in err
     assert len(recorded.since_calls) == 3
+
+
+def test_earlier_start_backfills(candles, tmp_path):
+    cache = Cache(tmp_path)
+    update_cache(
+        make_source(RecordedExchange(candles)),
+        ["BTC/USDT"],
+        "1m",
+        start="2017-11-08",
+        end="2017-11-14",
+        cache=cache,
+    )
+    later_part = cached_frame(cache)
+    result = update_cache(
+        make_source(RecordedExchange(candles)),
+        ["BTC/USDT"],
+        "1m",
+        start="2017-11-04",
+        end="2017-11-14",
+        cache=cache,
+    )
+    assert result[0].mode == "backfill"
+    assert result[0].new_rows == len(candles) - len(later_part)
+    assert_same_candles(cached_frame(cache), candles)
