@@ -4,7 +4,7 @@
   (daily), both feature sets;
 - one crypto symbol, one year of 1-minute bars (525,600), both feature sets. The
   bars are a seeded synthetic random walk with OHLC candles, because the shared
-  data holds only ten days of real minute candles; the computation does not
+  data contains only ten days of real minute candles. The computation does not
   depend on the values.
 
 An asset-bar is one (time, asset) cell of the panel. Each figure is the median

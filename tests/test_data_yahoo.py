@@ -43,7 +43,7 @@ def load_chart(name: str) -> dict:
 
 
 class ChartAdapter(BaseAdapter):
-    """Answer yfinance's requests from recorded chart bodies; block everything else.
+    """Serve yfinance's requests from recorded chart bodies; block everything else.
 
     Cookie and crumb requests get the answers Yahoo gives; a chart request for a
     symbol without a recording gets Yahoo's 404 body. Any other host raises, so a
@@ -357,7 +357,8 @@ def test_cli_download_then_info(serve, tmp_path, monkeypatch, capsys):
         capsys,
     )
     assert code == 0, err
-    assert "MSFT" in out and "NVDA" in out
+    assert "MSFT" in out
+    assert "NVDA" in out
     code, out, err = run_cli(
         ["data", "info", "cache:yahoo/1d/MSFT,NVDA", "--cache-dir", cache_dir], capsys
     )
