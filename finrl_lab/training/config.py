@@ -157,6 +157,9 @@ def parse_seeds(value: Any) -> list[int]:
 def resolve_config(raw: dict[str, Any]) -> dict[str, Any]:
     """Fill in defaults (common ones, then the trainer's) and validate the result.
 
+    Validation loads the data to check the pools and windows against it, then
+    calls the trainer's validator.
+
     :param raw: the user's config, possibly partial.
     :return: the full config with every default written out.
     :raises ConfigError: an unknown section, key, agent or optimizer, or an
@@ -185,6 +188,9 @@ def resolve_config(raw: dict[str, Any]) -> dict[str, Any]:
     config = merge(defaults, raw)
     config["agent"]["name"] = name
     validate_common(config)
+    from finrl_lab.training.experiment import check_data
+
+    check_data(config)
     if spec.validate is not None:
         spec.validate(config)
     return config

@@ -36,7 +36,6 @@ from finrl_lab.reporting.run_folder import run_name, write_config, write_environ
 from finrl_lab.training.checkpoint import latest_checkpoint
 from finrl_lab.training.config import check_version, resolve_config
 from finrl_lab.training.device import resolve_device
-from finrl_lab.training.experiment import check_data
 from finrl_lab.training.logger import RunLogger
 from finrl_lab.training.registry import RunContext, TrainOutcome, get_trainer
 from finrl_lab.training.seeding import seed_everything
@@ -69,7 +68,6 @@ def prepare(raw: dict[str, Any]) -> dict[str, Any]:
     :raises FinRLLabError: the config, the pool or the windows are invalid.
     """
     config = resolve_config(raw)
-    check_data(config)
     resolve_device(config["device"])
     return config
 

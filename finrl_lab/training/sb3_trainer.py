@@ -199,6 +199,10 @@ def validate(config: dict[str, Any]) -> None:
         )
     if name in ("ppo", "a2c") and agent["n_steps"] * env["n_envs"] < 2:
         raise ConfigError("agent.n_steps * env.n_envs must be at least 2")
+    # Building the three envs checks the remaining env options against the
+    # data (feature set, episode length against the training window).
+    for window in ("train", "valid", "test"):
+        make_env(config, window)
 
 
 # -- environments ---------------------------------------------------------------
