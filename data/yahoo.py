@@ -336,6 +336,8 @@ class YahooSource(Source):
     def _chunks(
         self, interval: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        # NOTE: no recorded intraday response exists, so the intraday path is
+        # tested only on synthetic frames, never against Yahoo's own replies.
         days = MAX_REQUEST_DAYS.get(interval)
         if days is None:
             return [(start, end)]

@@ -429,3 +429,31 @@ def test_cli_corrupt_cache_info_exits_2(tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 1
     assert "corrupt" in err
+
+
+def test_intraday_dates_and_unfinished_bar():
+    index = pd.date_range(
+        "2024-03-08 09:30", periods=4, freq="5min", tz="America/New_York"
+    )
+    frame = pd.DataFrame(
+        {
+            "Open": 1.0,
+            "High": 1.0,
+            "Low": 1.0,
+            "Close": [1.0, 2.0, np.nan, 3.0],
+            "Volume": 10,
+        },
+        index=index.rename("Datetime"),
+    )
+    bars = normalise_history(frame, "SPY", "5m")
+    assert bars["date"].dt.strftime("%H:%M").tolist() == ["14:30", "14:35", "14:45"]
+    now = pd.Timestamp("2024-03-08 14:48", tz="UTC")
+    finished = yahoo.drop_unfinished(bars, "5m", now)
+    assert finished["close"].tolist() == [1.0, 2.0]
+    source = YahooSource(session=object(), clock=lambda: now)
+    chunks = source._chunks(
+        "1m", pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-03-20", tz="UTC")
+    )
+    assert len(chunks) == 3
+    assert all(hi - lo <= pd.Timedelta(days=7) for lo, hi in chunks)
+    assert chunks[-1][1] == pd.Timestamp("2024-03-20", tz="UTC")
