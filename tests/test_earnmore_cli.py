@@ -84,9 +84,7 @@ def test_evaluate_on_named_and_listed_pools(trained_run, capsys):
 
 
 def test_evaluate_rejects_ticker_outside_global_pool(trained_run, capsys):
-    code = main(
-        ["evaluate", "--checkpoint", str(trained_run), "--pool", "AAPL,ZZZZ"]
-    )
+    code = main(["evaluate", "--checkpoint", str(trained_run), "--pool", "AAPL,ZZZZ"])
     assert code == 2
     error = capsys.readouterr().err
     assert "ZZZZ" in error
