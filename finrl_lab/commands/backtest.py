@@ -61,8 +61,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=BUNDLED_NAME,
-        help=f"dataset: '{BUNDLED_NAME}' (bundled, default), a file or a folder of "
-        "per-ticker files",
+        help=f"dataset: '{BUNDLED_NAME}' (bundled, default), a file, a folder of "
+        "per-ticker files, or a cache entry such as cache:yahoo/1d/dj30 "
+        "(see 'finrl-lab data info')",
     )
     parser.add_argument(
         "--pool",
