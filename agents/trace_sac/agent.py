@@ -60,8 +60,11 @@ class TraceSACConfig:
         minus the action dimension.
     :param auto_alpha: tune alpha (True) or keep ``alpha_init``.
     :param policy_delay: critic updates per actor update.
-    :param train_all_steps: regress Q(s_k, a_k) on G_k at every valid step of a
-        chunk, not only at k = 0.
+    :param train_all_steps: sample ``batch_size // n_step`` chunks and train on
+        every valid step: Q(s_k, a_k) regresses on G_k, whose trace runs to the
+        chunk's end (n - k steps), and the actor and temperature use every s_k.
+        An update then costs about as much as SAC's at the same batch size.
+        False (default): ``batch_size`` chunks, training on s_0 with n-step traces.
     :param grad_clip: max gradient norm of actor and critics; None for no clip.
     """
 
@@ -248,13 +251,34 @@ class TraceSAC:
             cfg.gamma,
         )
 
+    def chunks_per_batch(self) -> int:
+        """Return how many chunks one update samples.
+
+        ``batch_size`` chunks, or ``batch_size // n_step`` with
+        ``train_all_steps``, where every step of a chunk is a training pair.
+        """
+        cfg = self.config
+        if cfg.train_all_steps:
+            return max(1, cfg.batch_size // cfg.n_step)
+        return cfg.batch_size
+
     def update(self, batch: ChunkBatch) -> dict[str, Tensor]:
         """Run one gradient update; return detached losses and diagnostics."""
         cfg = self.config
-        features0, account0 = batch.features[:, 0], batch.account[:, 0]
+        if cfg.train_all_steps:
+            features = batch.features.flatten(0, 1)
+            account = batch.account.flatten(0, 1)
+            u_logged = batch.u.flatten(0, 1)
+            weight = batch.valid.flatten()
+        else:
+            features, account = batch.features[:, 0], batch.account[:, 0]
+            u_logged = batch.u[:, 0]
+            weight = torch.ones_like(batch.rewards[:, 0])
+        count = weight.sum()
 
-        u_new, log_pi = self.actor.sample(features0, account0)
-        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        u_new, log_pi = self.actor.sample(features, account)
+        entropy_gap = (log_pi.detach() + self.target_entropy) * weight
+        alpha_loss = -(self.log_alpha * entropy_gap).sum() / count
         if cfg.auto_alpha:
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
@@ -262,18 +286,10 @@ class TraceSAC:
         alpha = self.alpha
 
         targets = self.compute_targets(batch)
-        if cfg.train_all_steps:
-            weight = batch.valid.flatten()
-            q = self.critic(
-                batch.features.flatten(0, 1),
-                batch.account.flatten(0, 1),
-                torch.tanh(batch.u.flatten(0, 1)),
-            )
-            errors = (q - targets.flatten()) ** 2
-            critic_loss = 0.5 * (errors * weight).sum() / weight.sum()
-        else:
-            q = self.critic(features0, account0, torch.tanh(batch.u[:, 0]))
-            critic_loss = 0.5 * ((q - targets[:, 0]) ** 2).sum(0).mean()
+        target = targets.flatten() if cfg.train_all_steps else targets[:, 0]
+        q = self.critic(features, account, torch.tanh(u_logged))
+        # Sum over the twin critics, mean over the training pairs.
+        critic_loss = 0.5 * (((q - target) ** 2) * weight).sum() / count
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         if cfg.grad_clip is not None:
@@ -284,12 +300,12 @@ class TraceSAC:
             "critic_loss": critic_loss.detach(),
             "alpha_loss": alpha_loss.detach(),
             "alpha": alpha,
-            "entropy": -log_pi.detach().mean(),
+            "entropy": -(log_pi.detach() * weight).sum() / count,
             "target_mean": targets[:, 0].mean(),
         }
         if self.updates % cfg.policy_delay == 0:
-            q_new = self.critic(features0, account0, torch.tanh(u_new)).min(0)[0]
-            actor_loss = (alpha * log_pi - q_new).mean()
+            q_new = self.critic(features, account, torch.tanh(u_new)).min(0)[0]
+            actor_loss = ((alpha * log_pi - q_new) * weight).sum() / count
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             if cfg.grad_clip is not None:

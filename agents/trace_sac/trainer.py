@@ -325,7 +325,7 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
             observation, _ = env.reset()
 
         if step + 1 >= agent_config["learning_starts"]:
-            batch = replay.sample(learner.batch_size, learner.n_step, rng)
+            batch = replay.sample(agent.chunks_per_batch(), learner.n_step, rng)
             info = agent.update(batch)
             updates += 1
             if context.logger is not None and (step + 1) % 1000 == 0:
@@ -387,6 +387,12 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
         "updates_per_second": updates / elapsed if elapsed > 0 else float("nan"),
         "segments": len(segments),
         "test_bars": int(len(test_values) - 1),
+        # The test parts are not contiguous: the pair spans all of them.
+        "test_window": [
+            f"{panel.timestamps[segments[0].test[0]]:%Y-%m-%d %H:%M}",
+            f"{panel.timestamps[segments[-1].test[1]]:%Y-%m-%d %H:%M} "
+            f"({len(segments)} test parts)",
+        ],
     }
     if diagnostics:
         plot_value_diagnostics(
