@@ -269,3 +269,13 @@ def test_registered_validator_and_evaluator_are_used(tmp_path):
     finally:
         _TRAINERS.pop("toy_agent", None)
         _SPECS.pop("toy_agent", None)
+
+
+def test_resume_rejects_changed_options(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = resolve_config(yaml.safe_load(TINY.read_text()))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", "--resume", str(run_dir), "--pool", "sp20"]) == 2
+    err = capsys.readouterr().err
+    assert "--pool cannot change a run being resumed" in err

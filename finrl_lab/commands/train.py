@@ -8,6 +8,8 @@ from typing import Any
 
 from finrl_lab.commands.backtest import TABLE_COLUMNS, format_metric
 from finrl_lab.console import console, print_table
+from finrl_lab.errors import ConfigError
+from finrl_lab.reporting.run_folder import write_config
 from finrl_lab.training.config import (
     COMMON_DEFAULTS,
     dump_yaml,
@@ -92,8 +94,28 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         config = load_run_config(run_dir)
+        ignored = [
+            flag
+            for flag, value in (
+                ("--agent", args.agent),
+                ("--pool", args.pool),
+                ("--seeds", args.seeds),
+                ("--out", args.out),
+                ("--set", args.set),
+            )
+            if value
+        ]
+        if ignored:
+            raise ConfigError(
+                f"{ignored[0]} cannot change a run being resumed",
+                "only --device and --steps apply with --resume",
+            )
         if args.device:
             config["device"] = args.device
+        if args.steps is not None:
+            config["budget"]["steps"] = args.steps
+        config = prepare(config)
+        write_config(run_dir, config)
         console.print(f"resuming {run_dir}")
         result = run_experiment(config, resume=run_dir)
     else:
