@@ -60,7 +60,7 @@ def load_crypto_panel(
     :param interval: bar size such as ``1h``; inferred from the median spacing of
         the timestamps when None.
     :param ticker: asset name; the file's ``Symbol`` column or its stem when None.
-    :raises DataError: the file is missing, has no date or close column, or holds
+    :raises DataError: the file is missing, has no date or close column, or contains
         duplicated timestamps.
     """
     target = Path(path).expanduser()
@@ -124,7 +124,10 @@ def load_crypto_panel(
 
 def _infer_interval(timestamps: pd.DatetimeIndex) -> str:
     if len(timestamps) < 2:
-        raise DataError("need at least two candles to infer the bar size", "")
+        raise DataError(
+            "need at least two candles to infer the bar size",
+            "pass a longer file or give the interval, e.g. 1h",
+        )
     nanoseconds = np.median(np.diff(timestamps.as_unit("ns").asi8))
     seconds = int(nanoseconds // 1_000_000_000)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

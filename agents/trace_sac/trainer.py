@@ -2,12 +2,12 @@
 
 The data file is cut into segments (``env.segmentation``), each split by whole
 days into train, validation and test parts. Training episodes are drawn across
-the train parts; every ``evaluation.every`` steps the deterministic policy runs
-over all validation parts, and the best by ``evaluation.metric`` is kept; the
-critic's bias and variance against Monte-Carlo returns are measured on the train
-parts every ``agent.diagnostics_every`` steps. At the end the best checkpoint
-runs once over all test parts, whose value paths are chained in time order and
-compared with buying and holding the asset over the same parts.
+the train parts. Every ``evaluation.every`` steps the deterministic policy runs
+over all validation parts, and the checkpoint best by ``evaluation.metric`` is
+kept. Every ``agent.diagnostics_every`` steps the critic's bias and variance
+against Monte-Carlo returns are measured on the train parts. At the end the best
+checkpoint runs once over all test parts, whose value paths are chained in time
+order and compared with buying and holding the asset over the same parts.
 
 The config's ``splits`` dates bound the span that is segmented (train start to
 test end); the segment parts, not those dates, separate train, validation and
@@ -168,7 +168,7 @@ def load_trace_sac_panel(config: dict[str, Any]) -> Panel:
 
 
 def build_segments(config: dict[str, Any], panel: Panel) -> list[Segment]:
-    """Segment the panel as ``env.segmentation`` says."""
+    """Segment the panel with the ``env.segmentation`` settings."""
     seg = config["env"]["segmentation"]
     close = panel.values[:, 0, panel.fields.index("close")]
     return make_segments(
