@@ -25,7 +25,7 @@ from finrl_lab.training import sb3_trainer
 from finrl_lab.training.config import resolve_config
 
 ENV_OPTIONS = {"lookback": 20, "episode_length": 252}
-STEPS = {"ppo": 8_192, "sac": 2_048}
+STEPS = {"ppo": 4_096, "sac": 1_024}
 
 
 def experiment(agent: str, n_envs: int) -> dict:

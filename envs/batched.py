@@ -133,7 +133,7 @@ class BatchedPortfolioEnv(VecEnv):
         return self._observation(), reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
-        """Release nothing: the batch holds only arrays."""
+        """Release nothing: the batch is made of arrays only."""
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [getattr(self.env, attr_name) for _ in self._get_indices(indices)]

@@ -85,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     run_dir, checkpoints = locate(Path(args.checkpoint))
     config = load_run_config(run_dir)
     if args.seeds:
-        wanted = parse_seeds(args.seeds)
-        missing = [seed for seed in wanted if seed not in checkpoints]
+        requested = parse_seeds(args.seeds)
+        missing = [seed for seed in requested if seed not in checkpoints]
         if missing:
             raise ConfigError(
                 f"seed {missing[0]} is not in run {str(run_dir)!r}",
                 f"the run has seeds {', '.join(map(str, sorted(checkpoints)))}",
             )
-        checkpoints = {seed: checkpoints[seed] for seed in wanted}
+        checkpoints = {seed: checkpoints[seed] for seed in requested}
     name = config["agent"]["name"]
     spec = get_trainer_spec(name)
     if spec.evaluate is None:

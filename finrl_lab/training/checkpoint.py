@@ -36,7 +36,7 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 # Sections that do not change what training computes, so a run may be resumed
 # with other values (more steps, another device, other logging).
-_UNFINGERPRINTED = ("seeds", "device", "budget", "logging", "output")
+_UNFINGERPRINTED = ("seeds", "device", "threads", "budget", "logging", "output")
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
@@ -93,7 +93,7 @@ def load_checkpoint(
     if config is not None:
         if record.get("agent") != config["agent"]["name"]:
             raise ConfigError(
-                f"checkpoint {str(path)!r} holds agent {record.get('agent')!r}, "
+                f"checkpoint {str(path)!r} contains agent {record.get('agent')!r}, "
                 f"not {config['agent']['name']!r}",
                 "use the run's own config",
             )

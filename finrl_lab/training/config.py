@@ -16,6 +16,8 @@ An experiment config is a mapping with these sections (every key has a default;
 - ``optimizer``: ``name`` and options for :func:`finrl_lab.optim.build_optimizer`.
 - ``seeds``: a list of integer seeds; each one is a separate training run.
 - ``device``: ``auto``, ``cpu`` or ``cuda``.
+- ``threads``: torch's CPU threads (``torch.set_num_threads``); null keeps
+  torch's default. Small networks often train fastest on one thread.
 - ``budget``: ``steps`` (environment steps per seed), ``checkpoint_every``
   (steps between checkpoints) and ``keep_checkpoints`` (how many to keep).
 - ``evaluation``: ``every`` (steps between validation runs), ``metric`` (the
@@ -58,6 +60,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "optimizer": {"name": "adamw", "lr": 3e-4},
     "seeds": [0],
     "device": "auto",
+    "threads": None,
     "budget": {"steps": 20_000, "checkpoint_every": 5_000, "keep_checkpoints": 2},
     "evaluation": {
         "every": 5_000,
@@ -91,7 +94,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(
-            f"config file {str(path)!r} holds a {type(loaded).__name__}, not a mapping",
+            f"config file {str(path)!r} contains a {type(loaded).__name__}, "
+            "not a mapping",
             "write sections such as 'agent:' at the top level",
         )
     return loaded
@@ -217,6 +221,8 @@ def validate_common(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"unknown device {config['device']!r}", f"use one of {', '.join(DEVICES)}"
         )
+    if config["threads"] is not None:
+        require_positive_int(config["threads"], "threads")
     budget = config["budget"]
     for key in ("steps", "checkpoint_every", "keep_checkpoints"):
         require_positive_int(budget[key], f"budget.{key}")

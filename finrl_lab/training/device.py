@@ -1,4 +1,4 @@
-"""Device resolution: ``auto`` picks CUDA when torch sees a GPU, else the CPU."""
+"""Device resolution: ``auto`` picks CUDA when torch finds a GPU, else the CPU."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from finrl_lab.errors import ConfigError
 def resolve_device(spec: str) -> str:
     """Return ``cpu`` or ``cuda`` for ``auto``, ``cpu`` or ``cuda``.
 
-    :raises ConfigError: ``cuda`` was requested but torch sees no CUDA device.
+    :raises ConfigError: ``cuda`` was requested but torch finds no CUDA device.
     """
     if spec == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -19,7 +19,7 @@ def resolve_device(spec: str) -> str:
     if spec == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                "device 'cuda' requested but torch sees no CUDA device",
+                "device 'cuda' requested but torch finds no CUDA device",
                 "use --device cpu or auto, or install a CUDA build of torch",
             )
         return "cuda"

@@ -39,7 +39,7 @@ def check_data(config: dict[str, Any]) -> Panel:
     """Load the data and check that the pools and all three windows fit in it.
 
     :raises PoolError: the pool or global pool names a ticker the data lacks.
-    :raises DataError: a window reaches outside the data or holds no bar.
+    :raises DataError: a window reaches outside the data or contains no bar.
     """
     from finrl_lab.data.pools import resolve_pool
 

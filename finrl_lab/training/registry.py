@@ -92,7 +92,7 @@ class TrainOutcome:
 
 @dataclass
 class EvaluationRequest:
-    """What ``finrl-lab evaluate`` asks an evaluator to do for one seed.
+    """Request from ``finrl-lab evaluate`` to an evaluator, for one seed.
 
     :param config: the resolved config stored in the run folder.
     :param checkpoint: the checkpoint to evaluate (the run's best by default).
@@ -116,7 +116,7 @@ class EvaluationRequest:
 
 @dataclass
 class EvaluationOutcome:
-    """What an evaluator returns: metrics of the agent and of the baselines.
+    """Result of an evaluation: metrics of the agent and of the baselines.
 
     :param metrics: project metrics of the agent on the requested window.
     :param baseline_metrics: the same metrics of classic baselines on the same

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from finrl_lab.errors import ConfigError
@@ -117,6 +118,8 @@ def run_experiment(
     """
     device = resolve_device(config["device"])
     trainer = get_trainer(config["agent"]["name"])
+    if config["threads"] is not None:
+        torch.set_num_threads(config["threads"])
     run_dir = Path(resume) if resume is not None else start_run(config)
     outcomes: dict[int, TrainOutcome] = {}
     try:

@@ -6,12 +6,13 @@ window, with the project optimizer from the ``optimizer`` section plugged in
 through ``policy_kwargs`` (:func:`finrl_lab.optim.sb3_optimizer_kwargs`) and the
 optimizer's ``lr`` given as SB3's ``learning_rate``.
 
-Training is supervised at rollout boundaries (after each policy update, before
-the next rollout): every ``evaluation.every`` steps the deterministic policy is
-backtested on the validation window and the best one by ``evaluation.metric`` is
-kept in ``checkpoints/best.pt``; every ``budget.checkpoint_every`` steps the full
-training state (networks, optimizers, counters, the batched env, the replay
-buffer and every random state) goes to ``checkpoints/step-N.pt``. Resuming from
+Training is supervised at rollout boundaries, after each policy update and
+before the next rollout. Every ``evaluation.every`` steps the deterministic
+policy is backtested on the validation window, and the best one by
+``evaluation.metric`` is kept in ``checkpoints/best.pt``. Every
+``budget.checkpoint_every`` steps the full training state (networks,
+optimizers, counters, the batched env, the replay buffer and every random
+state) goes to ``checkpoints/step-N.pt``. Resuming from
 one of those continues exactly where the killed run stood, so it ends with the
 same numbers as a run that was never stopped. The best checkpoint is evaluated
 once on the test window, through the same backtest path as the baselines.
@@ -378,7 +379,7 @@ def _restore_replay_buffer(buffer: DictReplayBuffer, state: dict[str, Any]) -> N
     filled = len(state["actions"])
     if filled > buffer.buffer_size:
         raise ConfigError(
-            f"the checkpoint's replay buffer holds {filled} steps, more than "
+            f"the checkpoint's replay buffer contains {filled} steps, more than "
             f"agent.buffer_size {buffer.buffer_size}",
             "resume with the run's own config",
         )
@@ -491,8 +492,8 @@ class _Supervisor(BaseCallback):
         """Tell whether a validation value beats the best so far.
 
         The first value always counts, so a best checkpoint exists even when
-        every value is NaN (a policy that stays in cash has no Sharpe ratio);
-        after that a NaN never wins and any finite value beats a NaN.
+        every value is NaN (a policy that stays in cash has no Sharpe ratio).
+        After that a NaN never wins, and any finite value beats a NaN.
         """
         best = self.best_value
         if best is None:
@@ -608,7 +609,7 @@ def evaluate(request: EvaluationRequest) -> EvaluationOutcome:
     policy = checkpoint_policy(record)
     if policy is None:
         raise ConfigError(
-            f"checkpoint {str(request.checkpoint)!r} holds no policy weights",
+            f"checkpoint {str(request.checkpoint)!r} contains no policy weights",
             f"use the run's {BEST_NAME} or a step checkpoint",
         )
     model = build_model(
