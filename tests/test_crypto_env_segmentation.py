@@ -53,7 +53,9 @@ def test_change_points_find_volatility_shift():
         [rng.normal(0, 0.002, 60 * 24), rng.normal(0, 0.02, len(stamps) - 1 - 60 * 24)]
     )
     close = 100 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
-    segments = change_point_blocks(stamps, close, min_days=10, proportions=(3, 1, 1))
+    segments = change_point_blocks(
+        stamps, close, min_days=10, proportions=(3, 1, 1), max_samples=720
+    )
     starts = [segment.train[0] for segment in segments]
     assert len(segments) >= 2
     # One block starts within a day of the true shift at row 1440.

@@ -170,6 +170,13 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert record["extra"]["test_bars"] == 4 * 48
     assert "buy_and_hold" in capsys.readouterr().out
 
+    # The evaluator reproduces the test metrics from the best checkpoint.
+    assert cli_main(["evaluate", "--checkpoint", str(runs[0])]) == 0
+    evaluation = next((runs[0] / "evaluations").iterdir())
+    metrics = json.loads(evaluation.read_text())["seeds"]["0"]["metrics"]
+    assert metrics["sharpe"] == pytest.approx(record["test_metrics"]["sharpe"])
+    assert cli_main(["evaluate", "--checkpoint", str(runs[0]), "--pool", "x"]) == 2
+
 
 @pytest.mark.parametrize(
     ("override", "named"),

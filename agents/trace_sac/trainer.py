@@ -16,6 +16,7 @@ test rows.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from finrl_lab.agents.trace_sac.agent import TraceSAC, TraceSACConfig
 from finrl_lab.agents.trace_sac.diagnostics import (
@@ -53,7 +55,14 @@ from finrl_lab.training.checkpoint import (
     step_checkpoint_path,
 )
 from finrl_lab.training.config import check_keys
-from finrl_lab.training.registry import RunContext, TrainOutcome, register_trainer
+from finrl_lab.training.registry import (
+    EvaluationOutcome,
+    EvaluationRequest,
+    RunContext,
+    TrainOutcome,
+    register_evaluator,
+    register_trainer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +420,62 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
         validation=validation,
         extra=extra,
     )
+
+
+@register_evaluator("trace_sac")
+def evaluate_trace_sac(request: EvaluationRequest) -> EvaluationOutcome:
+    """Evaluate a checkpoint on the run's test parts, or on one date window.
+
+    With ``--start``/``--end`` the deterministic policy trades the rows from the
+    first bar at or after ``start`` to the last bar at or before ``end`` as one
+    episode. Features keep the run's training-row standardisation.
+    """
+    config = request.config
+    if request.pool is not None:
+        raise ConfigError(
+            f"trace_sac trades one asset, so --pool {request.pool!r} does not apply",
+            "leave out --pool",
+        )
+    panel = load_trace_sac_panel(config)
+    segments = build_segments(config, panel)
+    envs, _ = build_envs(config, panel, segments)
+    env = envs["test"]
+    state = load_checkpoint(request.checkpoint, config, request.device)
+    agent = TraceSAC(
+        learner_config(config), env.lookback, len(env.feature_names), request.device
+    )
+    agent.load_state_dict(state["learner"])
+    stamps = panel.timestamps
+    if request.start is not None or request.end is not None:
+        start_row = 0
+        end_row = len(stamps) - 1
+        if request.start is not None:
+            start_row = int(stamps.searchsorted(pd.Timestamp(request.start, tz="UTC")))
+        if request.end is not None:
+            end_stamp = pd.Timestamp(request.end, tz="UTC") + pd.Timedelta(days=1)
+            end_row = int(stamps.searchsorted(end_stamp)) - 1
+        start_row = max(start_row, env.lookback)
+        if end_row <= start_row:
+            raise ConfigError(
+                f"window {request.start} .. {request.end} holds no decision bar in "
+                f"{config['data']['source']} ({stamps[0]:%Y-%m-%d} .. "
+                f"{stamps[-1]:%Y-%m-%d})",
+                "pick dates inside the data, after the first lookback bars",
+            )
+        env = copy.copy(env)
+        env.segments = [(start_row, end_row)]
+        window = (
+            f"{stamps[start_row]:%Y-%m-%d %H:%M}",
+            f"{stamps[end_row]:%Y-%m-%d %H:%M}",
+        )
+    else:
+        window = (
+            f"{stamps[segments[0].test[0]]:%Y-%m-%d %H:%M}",
+            f"{stamps[segments[-1].test[1]]:%Y-%m-%d %H:%M} "
+            f"({len(segments)} test parts)",
+        )
+    metrics, hold, _ = evaluate_parts(agent, env, panel.periods_per_year)
+    return EvaluationOutcome(metrics, {"buy_and_hold": hold}, window=window)
 
 
 def run_directly(config: dict[str, Any], run_dir: str | Path, seed: int = 0) -> Any:
