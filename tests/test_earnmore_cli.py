@@ -106,3 +106,20 @@ def test_bad_config_exits_two(tmp_path, capsys, key, value, expected):
     assert code == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    budget = {"steps": 64, "checkpoint_every": 32, "keep_checkpoints": 2}
+    config = write_config(tmp_path, budget=budget)
+    runs = tmp_path / "runs"
+    assert main(["train", "--config", str(config), "--out", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    seed_dir = run / "seed0"
+    finished = json.loads((seed_dir / "metrics.json").read_text())
+    # Pretend the run was killed after its first periodic checkpoint.
+    (seed_dir / "metrics.json").unlink()
+    (seed_dir / "checkpoints" / "step-000000064.pt").unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    resumed = json.loads((seed_dir / "metrics.json").read_text())
+    assert resumed["test_metrics"] == finished["test_metrics"]
+    assert resumed["validation"] == finished["validation"]

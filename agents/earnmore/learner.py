@@ -67,8 +67,7 @@ class EarnMoreLearner:
             if settings.masking
             else None
         )
-        lr = float((optimizer_config or {}).get("lr", 3e-4))
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=settings.alpha_lr)
         self.target_entropy = -settings.target_entropy_scale * (model.n_stocks + 1)
 
     # -- batches ----------------------------------------------------------------

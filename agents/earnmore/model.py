@@ -36,7 +36,9 @@ class EarnMoreModel(nn.Module):
             heads=settings.heads,
             mlp_ratio=settings.mlp_ratio,
         )
-        self.actor = Actor(settings.decoder_dim, settings.hidden)
+        self.actor = Actor(
+            settings.decoder_dim, settings.hidden, settings.effective_temperature
+        )
         self.critic = TwinCritic(settings.decoder_dim, settings.hidden)
 
     @torch.no_grad()

@@ -17,7 +17,11 @@ import torch
 from torch import nn
 
 LOG_STD_MIN = -16.0
-LOG_STD_MAX = 2.0
+# The standard deviation of the logits is set relative to the temperature T:
+# the tempered logits z / T start with unit noise and may reach e times that.
+# EarnMore clamps log sigma to [-16, 2] in absolute terms; with T = 0.1 that
+# noise saturates the softmax, so the critic's gradient cannot reach sigma.
+LOG_STD_SPAN = 1.0
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -51,12 +55,15 @@ class Actor(nn.Module):
 
     :param dim: E, the width of rho.
     :param hidden: MLP width.
+    :param temperature: T of the softmax that the logits feed; the standard
+        deviation is at most ``e * T`` and starts near ``T``.
     """
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, temperature: float = 1.0) -> None:
         super().__init__()
         self.body = _token_mlp(dim + 1, hidden)
         self.head = nn.Linear(hidden, 2)
+        self.log_temperature = math.log(temperature)
 
     def forward(
         self, rho: torch.Tensor, weights: torch.Tensor
@@ -67,8 +74,9 @@ class Actor(nn.Module):
         :param weights: current drifted weights [B, N + 1], cash first.
         """
         x = self.body(torch.cat([rho, weights[..., None]], dim=-1))
-        mean, log_std = self.head(x).unbind(dim=-1)
-        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        mean, raw_log_std = self.head(x).unbind(dim=-1)
+        log_std = raw_log_std + self.log_temperature
+        return mean, log_std.clamp(LOG_STD_MIN, self.log_temperature + LOG_STD_SPAN)
 
     def sample(
         self, rho: torch.Tensor, weights: torch.Tensor

@@ -53,7 +53,11 @@ class EarnMoreSettings:
     :param learning_starts: transitions collected before the first update.
     :param episode_length: days per training episode, from a random start day.
     :param reward_scale: factor on the daily log return used as reward.
-    :param init_log_alpha: initial log of the entropy temperature alpha.
+    :param init_log_alpha: initial log of the entropy temperature alpha
+        (EarnMore: -1).
+    :param alpha_lr: Adam learning rate of log alpha. It is larger than the
+        networks' so that alpha can reach the target entropy within a short
+        budget; at 1e-4 the policy's noise stayed at its upper clamp.
     :param target_entropy_scale: target entropy is ``-scale * (N + 1)``.
     :param grad_clip: maximum gradient norm per network update.
     """
@@ -84,7 +88,8 @@ class EarnMoreSettings:
     learning_starts: int = 256
     episode_length: int = 128
     reward_scale: float = 100.0
-    init_log_alpha: float = -1.0
+    init_log_alpha: float = -5.0
+    alpha_lr: float = 1e-2
     target_entropy_scale: float = 1.0
     grad_clip: float = 3.0
 
@@ -144,6 +149,8 @@ class EarnMoreSettings:
                 f"dim {self.dim} and decoder_dim {self.decoder_dim} must be "
                 f"multiples of heads {self.heads}"
             )
+        if self.alpha_lr <= 0:
+            raise ConfigError(f"alpha_lr {self.alpha_lr} must be positive")
         if self.temperature <= 0:
             raise ConfigError(f"temperature {self.temperature} must be positive")
         if not (
