@@ -1,6 +1,6 @@
 """The trained EarnMore policy as a project agent, its checkpoints and backtests.
 
-A checkpoint holds everything needed to manage any subset of the training
+A checkpoint contains everything needed to manage any subset of the training
 global pool later: the model weights, the settings, the global pool's tickers
 in training order, the feature set and the normaliser fitted on the training
 rows. It is a plain ``torch.save`` of tensors, numbers, strings and lists, read

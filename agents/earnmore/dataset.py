@@ -4,7 +4,7 @@ Features are computed once for the whole panel (they are causal, so a value at
 day t reads days up to t only), then scaled with a
 :class:`~finrl_lab.data.features.Normalizer` fitted on the training rows only.
 NaN (no bar, or too little history for a rolling window) becomes 0 after
-scaling; the availability mask tells those stocks apart.
+scaling; the availability mask distinguishes those stocks.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class DataSpec:
         backtested on validation and test, each a subset of the global pool.
     :param split: the train, validation and test windows.
     :param cost_rate: ``env.cost_rate``, cost per unit of turnover as a
-        fraction (0.001 = 10 bps); 0 is the cost-free setting of the paper.
+        fraction (0.001 = 10 bps). 0 is the EarnMore paper's cost-free setting.
     """
 
     source: str
@@ -179,7 +179,7 @@ class PreparedData:
         last = self.rows.train.stop - 1
         if last - first < 2:
             raise ConfigError(
-                f"the training window holds {last - self.rows.train.start + 1} days, "
+                f"the training window has {last - self.rows.train.start + 1} days, "
                 f"too few after {WARMUP_ROWS} days of feature warm-up",
                 "start the data earlier or end the training window later",
             )

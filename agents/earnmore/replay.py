@@ -1,8 +1,9 @@
 """Replay of EarnMore transitions as day indices and masks, not feature windows.
 
 A state is (day t, visible mask, drifted weights); its feature window is looked
-up from the shared feature array when a batch is drawn, so one transition of a
-500-stock pool takes about 4 kB instead of the 4 MB of two float32 windows.
+up from the shared feature array when a batch is drawn. One transition of a
+500-stock pool with 102 features takes about 6.5 kB, against about 4 MB for
+its two float32 windows [N, 10, 102].
 The next state is (t + 1, the same mask, the weights after the day's drift).
 """
 

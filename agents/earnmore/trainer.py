@@ -256,7 +256,7 @@ def _collect(
         weights_t = torch.as_tensor(weights, device=device)
         rho = model.representation(windows, visible_t)
         logits, _ = model.actor.sample(rho, weights_t)
-        # Training actions give weight to every stock; the episode holds the
+        # Training actions give weight to every stock; the episode keeps the
         # weight of stocks outside the pool as cash and the mask penalty
         # teaches the actor to avoid them.
         targets = reweight(logits, model.temperature).cpu().numpy()
