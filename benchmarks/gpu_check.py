@@ -10,7 +10,7 @@ CPU parts and reports the CUDA parts as skipped. Steps:
 3. ``finrl-lab train`` with the tiny PPO config on the chosen device, end to
    end (checkpoints written and loaded on that device, test metrics finite).
 
-Usage: ``python -m benchmarks.gpu_check [--steps 4096]``
+Usage: ``python -m benchmarks.gpu_check [--steps 4096] [--threads N]``
 """
 
 from __future__ import annotations
@@ -107,7 +107,10 @@ def cli_run(device: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4_096, help="PPO env steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     has_cuda = torch.cuda.is_available()
     devices = ["cpu", "cuda"] if has_cuda else ["cpu"]
     gpu = torch.cuda.get_device_name(0) if has_cuda else None
@@ -130,7 +133,7 @@ def main() -> None:
                 f"{agent} learn, env steps/s",
                 f"{rates['cpu']:,.0f}",
                 f"{rates['cuda']:,.0f}" if "cuda" in rates else "skipped",
-                f"{ratio:.2f}",
+                f"{ratio:.2f}" if "cuda" in rates else "",
             ]
         )
     by_device = {c["device"]: c for c in tensor_checks}
