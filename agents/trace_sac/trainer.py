@@ -63,6 +63,7 @@ from finrl_lab.training.registry import (
     register_evaluator,
     register_trainer,
 )
+from finrl_lab.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -478,11 +479,29 @@ def evaluate_trace_sac(request: EvaluationRequest) -> EvaluationOutcome:
     return EvaluationOutcome(metrics, {"buy_and_hold": hold}, window=window)
 
 
-def run_directly(config: dict[str, Any], run_dir: str | Path, seed: int = 0) -> Any:
-    """Resolve ``config`` and train one seed without the CLI (scripts and tests)."""
-    from finrl_lab.training.config import resolve_config
+def resolve_trace_sac_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fill in defaults and validate a trace_sac config without the runner's data check.
 
-    resolved = resolve_config(config)
+    ``finrl_lab.training.config.resolve_config`` also loads the data with the
+    data layer's loader, which rejects files whose rows are not sorted by time
+    (the Bitfinex export is newest first). The trainer reads data with
+    :func:`load_crypto_panel`, which sorts, so scripts resolve configs here.
+    """
+    from finrl_lab.training.config import COMMON_DEFAULTS, merge, validate_common
+
+    defaults = merge(COMMON_DEFAULTS, trace_sac_defaults("trace_sac"))
+    if "splits" in raw:
+        defaults["splits"] = {}
+    config = merge(defaults, raw)
+    config["agent"]["name"] = "trace_sac"
+    validate_common(config)
+    validate_trace_sac(config)
+    return config
+
+
+def run_directly(config: dict[str, Any], run_dir: str | Path, seed: int = 0) -> Any:
+    """Resolve ``config`` and train one seed on CPU without the CLI (scripts, tests)."""
+    resolved = resolve_trace_sac_config(config)
     context = RunContext(run_dir=Path(run_dir), seed=seed, device="cpu")
-    torch.manual_seed(seed)
+    seed_everything(seed)
     return train_trace_sac(resolved, context)
