@@ -37,7 +37,7 @@ WARMUP_ROWS = max(WINDOWS)
 # The ``env`` section of an EarnMore config and its defaults.
 ENV_DEFAULTS: dict[str, Any] = {
     "cost_rate": 0.001,
-    "features": "alpha158",
+    "features": "auto",
     "data_start": None,
     "eval_pools": [],
 }
@@ -53,7 +53,9 @@ class DataSpec:
     :param data_start: ``env.data_start``, first date loaded; None for the first
         bar. The training window starts here.
     :param feature_set: ``env.features``: ``alpha158``, ``close`` (its
-        close-only subset) or a built-in per-bar set such as ``ohlc``.
+        close-only subset), a built-in per-bar set such as ``ohlc``, or
+        ``auto``: ``alpha158`` when the data has open, high and low prices,
+        else ``close``.
     :param global_pool: the pool the model is trained on: ``pool.global``, or
         ``pool.name`` when that is null.
     :param eval_pools: ``pool.name`` and then ``env.eval_pools``: the pools
@@ -115,7 +117,7 @@ class DataSpec:
 
 def _feature_set(value: object) -> str:
     name = str(value)
-    known = (*FEATURE_SETS, *BUILTIN_FEATURE_SETS)
+    known = ("auto", *FEATURE_SETS, *BUILTIN_FEATURE_SETS)
     if name not in known:
         raise ConfigError(
             f"unknown env.features {name!r}", f"use one of {', '.join(known)}"
@@ -154,6 +156,7 @@ class PreparedData:
 
     :param panel: prices of the global pool's tickers, in the pool's order.
     :param features: scaled features [T, N, F] float32, 0 where NaN.
+    :param feature_set: the feature set used (``auto`` resolved).
     :param feature_names: names of the F features.
     :param normalizer: scaling fitted on the training rows.
     :param rows: row slices of the train, validation and test windows.
@@ -162,6 +165,7 @@ class PreparedData:
 
     panel: Panel
     features: np.ndarray
+    feature_set: str
     feature_names: list[str]
     normalizer: Normalizer | None
     rows: SplitRows
@@ -223,9 +227,13 @@ def prepare_data(spec: DataSpec) -> PreparedData:
     """Load prices, compute and scale features on the training rows, cut splits."""
     panel = load_global_panel(spec, spec.global_pool.tickers)
     rows = spec.split.rows(panel)
-    raw, names = compute_raw_features(panel, spec.feature_set)
+    feature_set = spec.feature_set
+    if feature_set == "auto":
+        has_ohlc = all(panel.has_field(name) for name in ("open", "high", "low"))
+        feature_set = "alpha158" if has_ohlc else "close"
+    raw, names = compute_raw_features(panel, feature_set)
     normalizer = None
-    if spec.feature_set in FEATURE_SETS:
+    if feature_set in FEATURE_SETS:
         normalizer = Normalizer.for_features(names).fit(raw, rows.train)
     features = scale_features(raw, names, normalizer)
     close = panel.filled_close()
@@ -239,4 +247,6 @@ def prepare_data(spec: DataSpec) -> PreparedData:
         len(names),
         rows.train,
     )
-    return PreparedData(panel, features, names, normalizer, rows, relatives)
+    return PreparedData(
+        panel, features, feature_set, names, normalizer, rows, relatives
+    )

@@ -6,9 +6,9 @@ read here (see :mod:`finrl_lab.training.config` for the common ones):
 - ``pool``: ``global`` is the pool the model is trained on (``name`` when
   null); ``name`` and ``env.eval_pools`` are the pools backtested on the
   validation and test windows, each a subset of the global pool;
-- ``env``: ``cost_rate`` (fraction, default 0.001; 0 is the paper's cost-free
-  setting), ``features`` (``alpha158``, ``close`` or ``ohlc``), ``data_start``
-  and ``eval_pools`` (see :data:`ENV_DEFAULTS`);
+- ``env``: ``cost_rate`` (fraction, default 0.001; 0 is the EarnMore paper's
+  cost-free setting), ``features`` (``auto``, ``alpha158``, ``close`` or
+  ``ohlc``), ``data_start`` and ``eval_pools`` (see :data:`ENV_DEFAULTS`);
 - ``agent``: ``name: earnmore`` and any :class:`EarnMoreSettings` key;
   ``masking: false`` and ``reweighting: false`` give the two ablations;
 - ``budget.steps``: training days simulated over all parallel episodes;
@@ -227,7 +227,7 @@ def _new_agent(
         model,
         settings,
         data.panel.tickers,
-        spec.feature_set,
+        data.feature_set,
         data.feature_names,
         data.normalizer,
         extra,
