@@ -192,3 +192,15 @@ def test_evaluate_other_pool_and_window(tmp_path):
     assert window[0].startswith("2017-01") and window[1].startswith("2017-06")
     trained = seed_metrics(run_dir)["test_metrics"]
     assert record["seeds"]["0"]["metrics"] != trained
+
+
+def test_evaluate_pool_of_other_shape_exit_2(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["train", "--config", str(config)]) == 0
+    run_dir = only_run(tmp_path / "runs")
+    capsys.readouterr()
+    args = ["evaluate", "--checkpoint", str(run_dir), "--pool", "AAPL,MSFT"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the model was trained on observations")
+    assert not (run_dir / "evaluations").exists()

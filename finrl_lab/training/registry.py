@@ -24,10 +24,14 @@ How to plug in an agent family (EarnMore, Trace-SAC, ...):
    :func:`finrl_lab.training.config.check_keys` to reject unknown keys.
 3. ``train(config, context)`` runs once per seed. The runner has already
    seeded python, numpy and torch, resolved ``context.device`` and made
-   ``context.run_dir`` (write checkpoints under ``run_dir / "checkpoints"``
-   with :mod:`finrl_lab.training.checkpoint`). ``context.logger`` is a
-   :class:`~finrl_lab.training.logger.RunLogger` (TensorBoard and CSV);
-   ``context.resume_from`` is the checkpoint to continue from, or None. Train
+   ``context.run_dir``. Write checkpoints with
+   :func:`~finrl_lab.training.checkpoint.save_checkpoint` as
+   ``run_dir/checkpoints/step-<step:09d>.pt`` (``step_checkpoint_path``; the
+   newest one is what ``--resume`` hands back as ``context.resume_from``) and
+   the validation choice as ``run_dir/checkpoints/best.pt`` (what ``finrl-lab
+   evaluate`` loads). ``context.logger`` is a
+   :class:`~finrl_lab.training.logger.RunLogger` (TensorBoard and CSV):
+   ``logger.log_many({"valid/sharpe": x}, step)``. Train
    on the training window, pick checkpoints on the validation window only, and
    evaluate the chosen one once on the test window. Return a
    :class:`TrainOutcome` with the test metrics, the baselines' metrics on the
@@ -35,8 +39,11 @@ How to plug in an agent family (EarnMore, Trace-SAC, ...):
    prints mean and spread over seeds.
 4. ``evaluate(request) -> EvaluationOutcome`` serves ``finrl-lab evaluate
    --checkpoint RUN [--pool POOL] [--start DATE] [--end DATE]``. The request
-   carries the run's stored config, the checkpoint to load, and the pool and
-   window to evaluate (the config's test window unless given). Without an
+   carries the run's stored config, the checkpoint to load (``best.pt`` of
+   each seed unless a file is given), the device, and the pool and window to
+   evaluate (``None`` means the config's pool and test window). Return the
+   metrics of the agent and of ``config["evaluation"]["baselines"]`` on the
+   same window. Without an
    evaluator, ``finrl-lab evaluate`` reports that the agent has none.
 """
 
