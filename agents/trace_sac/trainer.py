@@ -300,10 +300,12 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
     best_path = checkpoints / BEST_NAME
 
     start_step = 0
+    best_score = -np.inf
     if context.resume_from is not None:
         state = load_checkpoint(context.resume_from, config, context.device)
         agent.load_state_dict(state["learner"])
         start_step = int(state["step"])
+        best_score = float(state.get("best_score", -np.inf))
         # NOTE: the replay is not checkpointed, so a resumed run refills it.
         log.info("resumed from %s at step %d", context.resume_from, start_step)
 
@@ -311,7 +313,6 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
     every = config["evaluation"]["every"]
     metric = config["evaluation"]["metric"]
     lower_better = metric in ("annual_volatility", "max_drawdown", "avg_turnover")
-    best_score = -np.inf
     validation: list[tuple[int, float]] = []
     diagnostics: list[dict[str, float]] = []
     observation, _ = env.reset(seed=context.seed)
@@ -375,7 +376,11 @@ def train_trace_sac(config: dict[str, Any], context: RunContext) -> TrainOutcome
         if (step + 1) % budget["checkpoint_every"] == 0 or done:
             save_checkpoint(
                 step_checkpoint_path(context.run_dir, step + 1),
-                {"learner": agent.state_dict(), "step": step + 1},
+                {
+                    "learner": agent.state_dict(),
+                    "step": step + 1,
+                    "best_score": float(best_score),
+                },
                 config,
             )
             prune_checkpoints(context.run_dir, budget["keep_checkpoints"])
