@@ -35,7 +35,7 @@ from finrl_lab.agents.trace_sac.diagnostics import (
 from finrl_lab.agents.trace_sac.networks import squashed_log_prob
 from finrl_lab.agents.trace_sac.replay import ChunkReplay
 from finrl_lab.agents.trace_sac.rollout import chain_values, rollout_segments
-from finrl_lab.data.panel import Panel
+from finrl_lab.data.panel import Panel, interval_seconds
 from finrl_lab.envs.crypto import FILLS, CryptoTradingEnv, load_crypto_panel
 from finrl_lab.envs.segmentation import (
     METHODS,
@@ -103,15 +103,13 @@ def _agent_defaults() -> dict[str, Any]:
 
 
 def trace_sac_defaults(name: str) -> dict[str, Any]:
-    """Return trace_sac's default config sections (data, splits, env, agent...)."""
+    """Return trace_sac's default ``pool``, ``env``, ``agent`` and ``evaluation``.
+
+    The data section keeps the common default, so ``config show`` works without
+    a crypto file. A real run names its candle file in ``data.source``.
+    """
     return {
-        "data": {"interval": "1h", "market": "crypto"},
         "pool": {"name": None, "global": None},
-        "splits": {
-            "train": [None, "2018-12-31"],
-            "valid": ["2019-01-01", "2019-01-31"],
-            "test": ["2019-02-01", None],
-        },
         "env": ENV_DEFAULTS,
         "agent": _agent_defaults(),
         "evaluation": {"baselines": []},
@@ -131,11 +129,6 @@ def learner_config(config: dict[str, Any]) -> TraceSACConfig:
 
 def validate_trace_sac(config: dict[str, Any]) -> None:
     """Check the ``data``, ``env`` and ``agent`` sections of a trace_sac config."""
-    if config["data"]["market"] != "crypto":
-        raise ConfigError(
-            f"trace_sac trades crypto, but data.market is {config['data']['market']!r}",
-            "set data.market: crypto",
-        )
     env = config["env"]
     check_keys(env, ENV_DEFAULTS, "env")
     check_keys(env["segmentation"], ENV_DEFAULTS["segmentation"], "env.segmentation")
@@ -169,9 +162,40 @@ def validate_trace_sac(config: dict[str, Any]) -> None:
 
 
 def load_trace_sac_panel(config: dict[str, Any]) -> Panel:
-    """Load the candle file of ``data.source`` and cut it to the splits' span."""
+    """Load the one asset to trade and cut it to the splits' span.
+
+    A candle file in ``data.source`` is read with :func:`load_crypto_panel`,
+    which sorts rows by time. Any other source goes through the data layer, and
+    the asset is ``pool.name`` (one ticker) or the dataset's first ticker, kept
+    on the bars where it trades.
+    """
     data = config["data"]
-    panel = load_crypto_panel(data["source"], interval=data["interval"])
+    source = Path(str(data["source"])).expanduser()
+    if source.is_file():
+        panel = load_crypto_panel(source)
+        if interval_seconds(panel.interval) != interval_seconds(data["interval"]):
+            raise ConfigError(
+                f"data.interval is {data['interval']!r} but the bars in {source} "
+                f"are {panel.interval} apart",
+                f"set data.interval: {panel.interval}",
+            )
+        if data["market"] != panel.market:
+            panel = dataclasses.replace(panel, market=data["market"])
+    else:
+        from finrl_lab.data.local import resolve_data
+
+        full = resolve_data(
+            data["source"], interval=data["interval"], market=data["market"]
+        )
+        ticker = config["pool"]["name"] or full.tickers[0]
+        one = full.select([ticker])
+        rows = one.available[:, 0]
+        panel = dataclasses.replace(
+            one,
+            timestamps=one.timestamps[rows],
+            values=one.values[rows],
+            available=one.available[rows],
+        )
     start = config["splits"]["train"][0]
     end = config["splits"]["test"][1]
     return panel.between(start, end) if (start or end) else panel
