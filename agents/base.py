@@ -1,12 +1,14 @@
 """The agent protocol shared by classic baselines and learning agents.
 
-Every agent can be backtested by :func:`finrl_lab.backtest.run_agent`:
+Every agent can be backtested through :mod:`finrl_lab.backtest`:
 
-- a :class:`WeightsAgent` (the classic baselines) returns target weights for all
+- a :class:`WeightsAgent` (the classic baselines, run by ``run_weights_agent``)
+  returns target weights for all
   decision bars of a :class:`~finrl_lab.market.Market` at once, reading only bars
   at or before each decision (tests check this causality by truncating the data);
-- a :class:`PolicyAgent` (learning agents) acts on one environment observation
-  at a time and is rolled through :class:`~finrl_lab.envs.portfolio.PortfolioEnv`.
+- a :class:`PolicyAgent` (learning agents, run by ``run_policy_agent``) acts on one
+  environment observation at a time and is rolled through
+  :class:`~finrl_lab.envs.portfolio.PortfolioEnv`.
 
 Both produce weights that go through the same ledger and the same metrics.
 """

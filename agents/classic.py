@@ -1,9 +1,11 @@
 """Classic portfolio baselines: market, equal weight, momentum, OLMAR, PAMR, minvar.
 
 Each works on any pool: only assets tradable at a decision bar (in the pool and
-with a bar) get weight, and assets that list later join when they list. None of
-them holds cash except when no asset is tradable. Each reads prices at or before
-the decision bar only.
+with a bar) get weight. Each reads prices at or before the decision bar only.
+The daily rebalancing agents (ew, olmar, pamr) take in an asset from the bar it
+lists. The periodic ones (momentum, minvar, ew with a period) take it in at
+their next rebalance, and buy and hold never does. Weight on an asset that stops
+trading goes to cash until the next rebalance. Otherwise none of them holds cash.
 """
 
 from __future__ import annotations
@@ -76,14 +78,27 @@ def periodic_rows(market: Market, period: int) -> np.ndarray:
 
 
 class MarketAgent(WeightsAgent):
-    """Buy and hold: equal weights at the first bar, never rebalanced."""
+    """Buy and hold: equal weights at the first bar, never rebalanced.
+
+    If no asset of the pool trades at the first bar, the portfolio stays in cash
+    until the first bar where one does, and buys then.
+    """
 
     name = "market"
 
     def target_weights(self, market: Market) -> np.ndarray:
         first = market.first
-        start = equal_weights(market.tradable[first])[None, :]
-        return hold_between_rebalances(market, start, np.array([first]))
+        window = market.tradable[first : market.last]
+        any_tradable = np.flatnonzero(window.any(axis=1))
+        if len(any_tradable) == 0:
+            return equal_weights(window)
+        buy = first + int(any_tradable[0])
+        targets = [equal_weights(market.tradable[buy])]
+        rows = [buy]
+        if buy > first:
+            targets.insert(0, equal_weights(np.zeros(market.n_assets, dtype=bool)))
+            rows.insert(0, first)
+        return hold_between_rebalances(market, np.array(targets), np.array(rows))
 
 
 class EqualWeightAgent(WeightsAgent):
@@ -131,7 +146,7 @@ class MomentumAgent(WeightsAgent):
     def target_weights(self, market: Market) -> np.ndarray:
         rows = periodic_rows(market, self.period)
         past = np.clip(rows - self.window, 0, None)
-        recent = rows - self.skip
+        recent = np.clip(rows - self.skip, 0, None)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = market.close[recent] / market.close[past] - 1.0
         enough = (rows >= self.window)[:, None] & np.isfinite(score)

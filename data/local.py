@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from finrl_lab.data.panel import KNOWN_FIELDS, Panel
+from finrl_lab.data.panel import KNOWN_FIELDS, Panel, interval_seconds
 
 from finrl_lab.errors import DataError
 
@@ -72,6 +72,12 @@ def resolve_data(
     records its own. ``cache_dir`` overrides the cache folder.
     """
     if spec is None or str(spec) == BUNDLED_NAME:
+        if (interval, market) != ("1d", "equity"):
+            raise DataError(
+                f"interval {interval!r} and market {market!r} do not apply to the "
+                "bundled dataset, which holds daily US equities",
+                "drop --interval and --market, or pass --data with your own file",
+            )
         return load_bundled()
     if str(spec).startswith(CACHE_PREFIX):
         # Imported here: the cache modules import this one.
@@ -115,11 +121,16 @@ def read_table(path: Path) -> pd.DataFrame:
         ) from None
     if frame.empty:
         raise DataError(f"{path} has no rows", "point to a file with price data")
-    return normalise_columns(frame)
+    frame = normalise_columns(frame, where=str(path))
+    return frame
 
 
-def normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Lower-case column names, map common aliases, and apply adjusted close."""
+def normalise_columns(frame: pd.DataFrame, where: str = "the data") -> pd.DataFrame:
+    """Lower-case column names, map common aliases, and apply adjusted close.
+
+    Price and volume columns must be numeric: text such as ``abc`` raises
+    :class:`DataError` naming the value and its row.
+    """
     if "date" not in frame.columns and frame.index.name is not None:
         frame = frame.reset_index()
     renamed = {}
@@ -129,10 +140,61 @@ def normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
         if key in _STANDARD_COLUMNS:
             renamed[col] = key
     frame = frame.rename(columns=renamed)
+    _check_numeric(frame, where)
     frame = mark_missing_quotes(frame)
     if "adj_close" in frame.columns:
         frame = apply_adjusted_close(frame)
     return frame
+
+
+def _check_numeric(frame: pd.DataFrame, where: str) -> None:
+    for name in (*KNOWN_FIELDS, "adj_close"):
+        if name not in frame.columns or pd.api.types.is_numeric_dtype(frame[name]):
+            continue
+        converted = pd.to_numeric(frame[name], errors="coerce")
+        bad = converted.isna() & frame[name].notna()
+        if bad.any():
+            row = frame.loc[bad].iloc[0]
+            date = f" on {row['date']}" if "date" in frame.columns else ""
+            raise DataError(
+                f"non-numeric {name} {row[name]!r}{date} in {where}",
+                "fix or drop that row",
+            )
+        frame[name] = converted
+
+
+def check_bar_spacing(panel: Panel, interval: str) -> Panel:
+    """Reject data whose typical bar spacing disagrees with ``interval``.
+
+    The median gap between bars must lie within 0.5 to 4 times the interval, which
+    leaves room for weekends and holidays in daily data.
+    """
+    if len(panel) < 3:
+        return panel
+    gaps = np.diff(panel.timestamps.asi8) / 1e9
+    median = float(np.median(gaps))
+    expected = interval_seconds(interval)
+    if not 0.5 <= median / expected <= 4.0:
+        raise DataError(
+            f"bars in {panel.source} are {_describe_seconds(median)} apart, but the "
+            f"interval is {interval}",
+            f"pass --interval {_interval_for(median)} (or fix the data)",
+        )
+    return panel
+
+
+def _describe_seconds(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
+
+
+def _interval_for(seconds: float) -> str:
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{round(seconds / size)}{unit}"
+    return f"{round(seconds)}s"
 
 
 def mark_missing_quotes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -185,10 +247,12 @@ def load_panel(
             "dataset",
         )
     if target.is_dir():
-        return _load_folder(target, interval=interval, market=market, source=where)
+        panel = _load_folder(target, interval=interval, market=market, source=where)
+        return check_bar_spacing(panel, interval)
     frame = read_table(target)
     if "ticker" in frame.columns:
-        return Panel.from_long(frame, interval=interval, market=market, source=where)
+        panel = Panel.from_long(frame, interval=interval, market=market, source=where)
+        return check_bar_spacing(panel, interval)
     if "date" not in frame.columns:
         raise DataError(
             f"no date column in {target} "
@@ -199,9 +263,11 @@ def load_panel(
     if ohlcv:
         # One ticker's OHLCV in one file: the file name is the ticker.
         frame = frame.assign(ticker=table_stem(target) or target.stem)
-        return Panel.from_long(frame, interval=interval, market=market, source=where)
+        panel = Panel.from_long(frame, interval=interval, market=market, source=where)
+        return check_bar_spacing(panel, interval)
     wide = frame.set_index("date")
-    return Panel.from_wide(wide, interval=interval, market=market, source=where)
+    panel = Panel.from_wide(wide, interval=interval, market=market, source=where)
+    return check_bar_spacing(panel, interval)
 
 
 def _load_folder(folder: Path, *, interval: str, market: str, source: str) -> Panel:

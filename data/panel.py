@@ -8,6 +8,7 @@ panel with ``available`` False there; it is never dropped or filled from the fut
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,12 @@ def interval_seconds(interval: str) -> float:
     """Return the length of a bar interval such as ``1m``, ``4h``, ``1d``, ``1w``."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     text = interval.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if (
+        len(text) < 2
+        or text[-1] not in units
+        or not text[:-1].isdigit()
+        or int(text[:-1]) == 0
+    ):
         raise DataError(
             f"invalid bar interval {interval!r}",
             "use a count and a unit such as 1m, 5m, 1h, 1d or 1w",
@@ -144,8 +150,8 @@ class Panel:
             if bad.any():
                 ti, ai = np.argwhere(bad)[0]
                 raise DataError(
-                    f"{problem} {name} {data[ti, ai]!r} for {self.tickers[ai]} on "
-                    f"{self.timestamps[ti].date()} in {where}",
+                    f"{problem} {name} {float(data[ti, ai])!r} for "
+                    f"{self.tickers[ai]} on {self.timestamps[ti].date()} in {where}",
                     "fix or drop that row; a missing row is treated as a gap",
                 )
 
@@ -188,8 +194,16 @@ class Panel:
         return frame.ffill().to_numpy()
 
     def ticker_positions(self, tickers: Sequence[str]) -> np.ndarray:
-        """Return the column of each ticker; raise :class:`PoolError` if unknown."""
+        """Return the column of each ticker; raise :class:`PoolError` if unknown.
+
+        Matching ignores case unless the dataset has two tickers that differ only
+        in case.
+        """
         lookup = {t: i for i, t in enumerate(self.tickers)}
+        folded = {t.upper(): i for i, t in enumerate(self.tickers)}
+        if len(folded) == len(lookup):
+            lookup = {**folded, **lookup}
+            tickers = [t if t in lookup else t.upper() for t in tickers]
         missing = [t for t in tickers if t not in lookup]
         if missing:
             raise PoolError(
@@ -198,17 +212,23 @@ class Panel:
             )
         return np.array([lookup[t] for t in tickers], dtype=np.int64)
 
+    def canonical_tickers(self, tickers: Sequence[str]) -> tuple[str, ...]:
+        """Return the dataset's spelling of each ticker (matching ignores case)."""
+        return tuple(self.tickers[i] for i in self.ticker_positions(tickers))
+
     def select(self, tickers: Sequence[str]) -> Panel:
         """Return a panel with only ``tickers``, in that order."""
         cols = self.ticker_positions(tickers)
         return self._replace(
-            tickers=tuple(tickers),
+            tickers=tuple(self.tickers[i] for i in cols),
             values=self.values[:, cols],
             available=self.available[:, cols],
         )
 
     def date_range_error(self, start: object, end: object) -> DataError:
         first, last = self.timestamps[0], self.timestamps[-1]
+        start = first.date() if start is None else start
+        end = last.date() if end is None else end
         return DataError(
             f"no bars between {start} and {end} in {self.source or 'the dataset'}",
             f"choose dates within {first.date()} .. {last.date()}",
@@ -227,7 +247,8 @@ class Panel:
                 hi = int(self.timestamps.searchsorted(end_ts, "right"))
         except (ValueError, TypeError) as exc:
             raise DataError(
-                f"invalid date {start!r} or {end!r}: {exc}", "use YYYY-MM-DD"
+                f"invalid date {start!r} or {end!r}: {exc}",
+                "use YYYY-MM-DD, such as 2020-01-31",
             ) from None
         if start is not None and end is not None:
             if _to_timestamp(start) > _to_timestamp(end):
@@ -287,7 +308,9 @@ class Panel:
                 )
         fields = [f for f in KNOWN_FIELDS if f in frame.columns]
         frame = frame.loc[:, ["date", "ticker", *fields]].copy()
-        frame["date"] = _parse_dates(frame["date"], where)
+        frame["date"] = _parse_dates(
+            frame["date"], where, daily=interval_seconds(interval) >= 86400
+        )
         frame["ticker"] = frame["ticker"].astype(str)
         dupes = frame.duplicated(["date", "ticker"])
         if dupes.any():
@@ -311,8 +334,9 @@ class Panel:
         timestamps = _to_utc_index(np.unique(frame["date"].to_numpy()))
         t_pos = timestamps.get_indexer(_to_utc_index(frame["date"]))
         a_pos = pd.Index(tickers).get_indexer(frame["ticker"])
+        numeric = _numeric_fields(frame, fields, where)
         values = np.full((len(timestamps), len(tickers), len(fields)), np.nan)
-        values[t_pos, a_pos] = frame[fields].to_numpy(dtype=np.float64)
+        values[t_pos, a_pos] = numeric
         available = np.zeros((len(timestamps), len(tickers)), dtype=bool)
         available[t_pos, a_pos] = True
         return cls(
@@ -343,7 +367,8 @@ class Panel:
         tell a missing bar from a broken one.
         """
         where = source or "the dataset"
-        index = pd.Index(_parse_dates(pd.Series(frame.index), where))
+        daily = interval_seconds(interval) >= 86400
+        index = pd.Index(_parse_dates(pd.Series(frame.index), where, daily=daily))
         if index.has_duplicates:
             dup = index[index.duplicated()][0]
             raise DataError(
@@ -435,23 +460,56 @@ class Panel:
         }
 
 
+def _numeric_fields(frame: pd.DataFrame, fields: list[str], where: str) -> np.ndarray:
+    """Return the field columns as float64, rejecting text such as ``abc``."""
+    out = np.empty((len(frame), len(fields)))
+    for i, name in enumerate(fields):
+        column = frame[name]
+        converted = pd.to_numeric(column, errors="coerce")
+        bad = converted.isna() & column.notna()
+        if bad.any():
+            row = frame.loc[bad].iloc[0]
+            raise DataError(
+                f"non-numeric {name} {row[name]!r} for {row['ticker']} on "
+                f"{row['date'].date()} in {where}",
+                "fix or drop that row",
+            )
+        out[:, i] = converted.to_numpy(dtype=np.float64)
+    return out
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _is_date_only(value: object) -> bool:
     return isinstance(value, str) and len(value.strip()) <= 10
 
 
 def _to_timestamp(value: object) -> pd.Timestamp:
+    if isinstance(value, str) and not _ISO_DATE.match(value.strip()):
+        raise ValueError(f"{value!r} is not an ISO date")
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
         return ts.tz_localize("UTC")
     return ts.tz_convert("UTC")
 
 
-def _parse_dates(values: pd.Series, where: str) -> pd.Series:
+def _parse_dates(values: pd.Series, where: str, daily: bool = False) -> pd.Series:
+    """Parse dates to UTC; daily bars become their local trading date at 00:00 UTC.
+
+    A daily bar stamped ``2020-01-02T00:00:00+09:00`` is the session of 2 January,
+    whatever its offset, so files written in different time zones line up.
+    """
     try:
-        parsed = pd.to_datetime(values, utc=True)
-    except (ValueError, TypeError) as exc:
+        if daily:
+            parsed = _trading_dates(values)
+        else:
+            parsed = pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise DataError(
-            f"unreadable date in {where}: {exc}", "use ISO dates such as 2020-01-31"
+            f"unreadable date in {where}: {first_line}",
+            "use ISO dates such as 2020-01-31",
         ) from None
     if parsed.isna().any():
         pos = int(np.flatnonzero(parsed.isna().to_numpy())[0])
@@ -459,6 +517,17 @@ def _parse_dates(values: pd.Series, where: str) -> pd.Series:
             f"missing date in row {pos} of {where}", "every row needs a date"
         )
     return parsed
+
+
+def _trading_dates(values: pd.Series) -> pd.Series:
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        text = values.astype(str).str.strip()
+        if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+            return pd.to_datetime(text.str[:10], format="%Y-%m-%d", utc=True)
+    parsed = pd.to_datetime(values)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.dt.normalize().dt.tz_localize("UTC")
 
 
 def check_pool_not_empty(tickers: Sequence[str], name: str) -> None:

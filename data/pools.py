@@ -54,13 +54,45 @@ def _shipped_pool_files() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML loader that rejects a mapping with the same key twice."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    keys = [loader.construct_object(key, deep=True) for key, _ in node.value]
+    repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"key {', '.join(repeated)} appears more than once",
+            node.start_mark,
+        )
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
 def read_pool_file(path: str | Path) -> dict[str, Pool]:
-    """Parse a pool YAML file into pools by name, checking parents and tickers."""
+    """Parse a pool YAML file into pools by name, checking parents and tickers.
+
+    A parent must be defined in the same file or be a shipped pool; it must
+    contain every ticker of its child, and parents may not form a cycle.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except FileNotFoundError:
+        raise PoolError(
+            f"pool file {str(path)!r} does not exist", "check the path"
+        ) from None
     except OSError as exc:
-        raise PoolError(f"cannot read pool file {path}: {exc}") from None
+        raise PoolError(
+            f"cannot read pool file {path}: {exc.strerror}", "check the path"
+        ) from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise PoolError(
@@ -79,6 +111,13 @@ def read_pool_file(path: str | Path) -> dict[str, Pool]:
             raise PoolError(
                 f"pool {name!r} in {path} has no 'tickers' list",
                 "give each pool a tickers: [...] entry",
+            )
+        parent = entry.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise PoolError(
+                f"pool {name!r} in {path}: parent must be one pool name, "
+                f"got {parent!r}",
+                "write parent: sp20",
             )
         unknown = set(entry) - {"tickers", "parent", "description"}
         if unknown:
@@ -102,16 +141,47 @@ def read_pool_file(path: str | Path) -> dict[str, Pool]:
             description=str(entry.get("description", "")),
             origin=str(path),
         )
-    for pool in pools.values():
-        if pool.parent is not None and pool.parent in pools:
-            outside = set(pool.tickers) - set(pools[pool.parent].tickers)
-            if outside:
-                raise PoolError(
-                    f"pool {pool.name!r} has ticker(s) {', '.join(sorted(outside))} "
-                    f"outside its parent {pool.parent!r}",
-                    "a customizable pool must be a subset of its global pool",
-                )
+    _check_parents(pools, path)
     return pools
+
+
+def _check_parents(pools: dict[str, Pool], path: Path) -> None:
+    shipped = None
+    for pool in pools.values():
+        if pool.parent is None:
+            continue
+        if pool.parent not in pools:
+            shipped = shipped if shipped is not None else shipped_pools()
+            if pool.parent not in shipped:
+                raise PoolError(
+                    f"pool {pool.name!r} in {path} names an unknown parent "
+                    f"{pool.parent!r}",
+                    "define the parent in the same file or use a shipped pool",
+                )
+            parent_tickers = shipped[pool.parent].tickers
+        else:
+            parent_tickers = pools[pool.parent].tickers
+        if pool.parent == pool.name:
+            raise PoolError(
+                f"pool {pool.name!r} in {path} is its own parent", "remove the parent"
+            )
+        seen = {pool.name}
+        step = pools.get(pool.parent)
+        while step is not None and step.parent is not None:
+            if step.name in seen:
+                raise PoolError(
+                    f"pools in {path} form a parent cycle through {step.name!r}",
+                    "give the global pool no parent",
+                )
+            seen.add(step.name)
+            step = pools.get(step.parent)
+        outside = set(pool.tickers) - set(parent_tickers)
+        if outside:
+            raise PoolError(
+                f"pool {pool.name!r} has ticker(s) {', '.join(sorted(outside))} "
+                f"outside its parent {pool.parent!r}",
+                "a customizable pool must be a subset of its global pool",
+            )
 
 
 def make_pool(

@@ -178,8 +178,15 @@ class PortfolioEnv(gym.Env):
         t = self._t
         if self._done:
             raise RuntimeError("step() called after the episode ended; call reset()")
+        # A non-finite action (outside the Box) is read as its nearest bound.
+        action = np.asarray(action, dtype=np.float64)
+        action = np.clip(
+            np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0),
+            self.action_space.low,
+            self.action_space.high,
+        )
         target = action_to_weights(
-            np.asarray(action, dtype=np.float64),
+            action,
             self._allowed[t],
             self.action_mode,
             self.softmax_temperature,
@@ -260,9 +267,10 @@ def _check_options(
 ) -> None:
     if lookback < 1:
         raise ConfigError(f"lookback {lookback} must be at least 1")
-    if not 0.0 <= cost_rate < 1.0:
+    # Turnover can reach 2, so a rate of 0.5 or more could cost the whole value.
+    if not 0.0 <= cost_rate < 0.5:
         raise ConfigError(
-            f"cost_rate {cost_rate} is outside [0, 1)",
+            f"cost_rate {cost_rate} is outside [0, 0.5)",
             "give it as a fraction: 10 bps is 0.001",
         )
     if reward not in REWARDS:

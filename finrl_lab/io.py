@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -49,5 +50,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+    """Write strict JSON: NaN and infinite floats become ``null``."""
+    text = json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n"
     return write_text_atomic(path, text)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from finrl_lab.data.panel import Panel
-from finrl_lab.data.pools import Pool, resolve_pool
-from finrl_lab.errors import DataError, FinRLLabError
+from finrl_lab.data.pools import Pool, read_pool_file, resolve_pool
+from finrl_lab.errors import DataError, FinRLLabError, PoolError
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,8 +109,15 @@ def build_market(
     :raises DataError: the window holds fewer than two bars.
     """
     csp = resolve_pool(pool)
-    panel.ticker_positions(csp.tickers)
-    gsp_tickers = _global_tickers(panel, csp, global_pool)
+    csp_tickers = panel.canonical_tickers(csp.tickers)
+    gsp_tickers = panel.canonical_tickers(_global_tickers(panel, csp, global_pool))
+    outside = [t for t in csp_tickers if t not in set(gsp_tickers)]
+    if outside:
+        raise PoolError(
+            f"pool {csp.name!r} has ticker(s) {', '.join(outside)} outside the global "
+            f"pool",
+            f"the global pool has: {', '.join(gsp_tickers)}",
+        )
     gsp_panel = panel.select(gsp_tickers)
     rows = gsp_panel.slice_positions(start, end)
     first = max(rows.start, min_history - 1)
@@ -126,7 +134,7 @@ def build_market(
         values=gsp_panel.values[: last + 1],
         available=gsp_panel.available[: last + 1],
     )
-    mask = csp.mask(gsp_tickers)
+    mask = np.isin(np.asarray(gsp_tickers), np.asarray(csp_tickers))
     if not (history_panel.available[first:last, mask]).any():
         raise DataError(
             f"no ticker of pool {csp.name!r} has a price between "
@@ -141,14 +149,21 @@ def _global_tickers(
     panel: Panel, csp: Pool, global_pool: str | Sequence[str] | Pool | None
 ) -> tuple[str, ...]:
     if global_pool is not None:
-        gsp = resolve_pool(global_pool)
-        panel.ticker_positions(gsp.tickers)
-        return gsp.tickers
-    if csp.parent is not None:
+        return resolve_pool(global_pool).tickers
+    if csp.parent is None:
+        return csp.tickers
+    parent = None
+    if csp.origin and Path(csp.origin).is_file():
+        parent = read_pool_file(csp.origin).get(csp.parent)
+    if parent is None:
         try:
             parent = resolve_pool(csp.parent)
         except FinRLLabError:
             return csp.tickers
-        if set(parent.tickers) <= set(panel.tickers):
-            return parent.tickers
-    return csp.tickers
+    try:
+        panel.ticker_positions(parent.tickers)
+    except FinRLLabError:
+        # NOTE: a parent the data cannot cover falls back to the pool itself, so
+        # the observation then covers only the pool's own tickers.
+        return csp.tickers
+    return parent.tickers

@@ -129,7 +129,10 @@ GOOD_ROWS = ["2021-01-04,A,10", "2021-01-05,A,11", "2021-01-06,A,12"]
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, argv, expected):
     if argv[0] == "CSV":
-        argv = ["--data", _bad_csv(tmp_path / "data", argv[1:])]
+        rows = [a for a in argv[1:] if "," in a]
+        argv = ["--data", _bad_csv(tmp_path / "data", rows), *argv[1 + len(rows) :]]
+    if "CSVDIR" in argv:
+        argv[argv.index("CSVDIR")] = _bad_csv(tmp_path / "data", GOOD_ROWS)
     out_dir = tmp_path / "runs"
     code, _, err = _run(capsys, "backtest", *argv, "--out", str(out_dir))
     assert code == 2, case
@@ -138,3 +141,140 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, argv, expected
     assert lines[0].startswith("error: ")
     assert expected in lines[0], lines[0]
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_output_path_that_is_a_file_is_rejected_before_running(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    code, out, err = _run(capsys, "backtest", "--agents", "ew", "--out", str(blocker))
+    assert code == 2
+    assert "cannot write run folders" in err
+    assert out == ""
+
+
+def test_per_ticker_file_with_text_close(tmp_path, capsys):
+    folder = tmp_path / "tickers"
+    folder.mkdir()
+    (folder / "AAA.csv").write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2021-01-04,1,1,1,1,1,10\n2021-01-05,1,1,1,oops,1,10\n2021-01-06,1,1,1,1,1,10\n"
+    )
+    code, _, err = _run(
+        capsys, "backtest", "--data", str(folder), "--out", str(tmp_path / "runs")
+    )
+    assert code == 2
+    assert "non-numeric close 'oops'" in err
+
+
+def test_daily_files_in_different_time_zones_align(tmp_path, capsys):
+    folder = tmp_path / "zones"
+    folder.mkdir()
+    dates = pd.bdate_range("2021-01-04", periods=30)
+    for ticker, offset in (("AAA", "+00:00"), ("BBB", "-05:00"), ("CCC", "+09:00")):
+        stamps = [f"{d.date()}T00:00:00{offset}" for d in dates]
+        closes = np.linspace(10, 12, len(dates))
+        pd.DataFrame({"date": stamps, "close": closes}).to_csv(
+            folder / f"{ticker}.csv", index=False
+        )
+    code, _, err = _run(
+        capsys,
+        "backtest",
+        "--data",
+        str(folder),
+        "--agents",
+        "ew",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-plot",
+    )
+    assert code == 0, err
+    values = pd.read_csv(next((tmp_path / "runs").glob("*/values.csv")), index_col=0)
+    assert len(values) == 30
+    assert values.index[0].startswith("2021-01-04")
+
+
+def test_lower_case_tickers_in_data_match_any_case(tmp_path, capsys):
+    folder = tmp_path / "lower"
+    folder.mkdir()
+    dates = pd.bdate_range("2021-01-04", periods=30)
+    for ticker in ("aapl", "msft"):
+        pd.DataFrame({"date": dates, "close": np.linspace(5, 6, 30)}).to_csv(
+            folder / f"{ticker}.csv", index=False
+        )
+    for pool in ([], ["--pool", "AAPL,msft"]):
+        code, _, err = _run(
+            capsys,
+            "backtest",
+            "--data",
+            str(folder),
+            *pool,
+            "--agents",
+            "ew",
+            "--out",
+            str(tmp_path / "runs"),
+            "--no-plot",
+        )
+        assert code == 0, err
+
+
+def test_parent_from_user_file_is_the_global_pool(tmp_path, capsys):
+    path = tmp_path / "family.yaml"
+    path.write_text(
+        "big: [AAPL, MSFT, KO]\nsmall:\n  parent: big\n  tickers: [AAPL, KO]\n"
+    )
+    code, _, err = _run(
+        capsys,
+        "backtest",
+        "--pool",
+        f"{path}:small",
+        "--agents",
+        "ew",
+        "--start",
+        "2020-01-01",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-plot",
+    )
+    assert code == 0, err
+    config = yaml.safe_load(next((tmp_path / "runs").glob("*/config.yaml")).read_text())
+    assert config["global_pool"] == ["AAPL", "MSFT", "KO"]
+    assert config["pool"]["tickers"] == ["AAPL", "KO"]
+
+
+def test_undefined_metrics_are_null_in_json(tmp_path, capsys):
+    code, _, err = _run(
+        capsys,
+        "backtest",
+        "--pool",
+        "KO",
+        "--agents",
+        "ew",
+        "--start",
+        "2020-01-02",
+        "--end",
+        "2020-01-03",
+        "--out",
+        str(tmp_path),
+        "--no-plot",
+    )
+    assert code == 0, err
+    text = next(tmp_path.glob("*/metrics.json")).read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["ew"]["sharpe"] is None
+
+
+def test_momentum_on_a_short_history(tmp_path, capsys):
+    code, _, err = _run(
+        capsys,
+        "backtest",
+        "--agents",
+        "momentum",
+        "--start",
+        "1990-01-02",
+        "--end",
+        "1990-01-25",
+        "--out",
+        str(tmp_path),
+        "--no-plot",
+    )
+    assert code == 0, err

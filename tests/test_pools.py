@@ -94,3 +94,27 @@ def test_broken_yaml_is_one_line(tmp_path):
     with pytest.raises(PoolError) as info:
         resolve_pool(str(path))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a:\n  parent: nosuch\n  tickers: [AAPL]\n", "unknown parent 'nosuch'"),
+        ("a:\n  parent: a\n  tickers: [AAPL]\n", "its own parent"),
+        ("a:\n  parent: b\n  tickers: [X]\nb:\n  parent: a\n  tickers: [X]\n", "cycle"),
+        ("a: [AAPL]\na: [MSFT]\n", "more than once"),
+        ("a:\n  parent: [sp20]\n  tickers: [AAPL]\n", "parent must be one pool name"),
+    ],
+)
+def test_invalid_pool_files(tmp_path, text, expected):
+    path = tmp_path / "pools.yaml"
+    path.write_text(text)
+    with pytest.raises(PoolError) as info:
+        read_pool_file(path)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_pool_file_has_a_hint(tmp_path):
+    with pytest.raises(PoolError, match="does not exist; check the path"):
+        read_pool_file(tmp_path / "nosuch.yaml")

@@ -218,3 +218,15 @@ def test_ruin_terminates():
 def test_invalid_options_raise_config_error(option, value):
     with pytest.raises(ConfigError):
         PortfolioEnv(load_bundled(), "sp20", **{option: value})
+
+
+@pytest.mark.parametrize("mode", ["simplex", "softmax", "weights"])
+def test_non_finite_action_keeps_value_finite(mode):
+    env = PortfolioEnv(load_bundled(), "sp20", end="1991-01-01", action_mode=mode)
+    env.reset(seed=0)
+    action = np.zeros(21)
+    action[1], action[2], action[3] = np.nan, np.inf, -np.inf
+    _, reward, _, _, info = env.step(action)
+    assert np.isfinite(reward)
+    assert info["target_weights"].sum() == pytest.approx(1.0)
+    assert np.isfinite(env.value) and env.value > 0

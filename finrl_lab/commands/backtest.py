@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +13,9 @@ from finrl_lab.agents.classic import CLASSIC_AGENTS
 from finrl_lab.backtest import BacktestResult, backtest_agents, make_agent
 from finrl_lab.console import console, print_table
 from finrl_lab.data.local import BUNDLED_NAME, resolve_data
+from finrl_lab.data.panel import Panel
 from finrl_lab.data.pools import make_pool
-from finrl_lab.errors import ConfigError
+from finrl_lab.errors import ConfigError, DataError
 from finrl_lab.io import write_atomic, write_json_atomic
 from finrl_lab.market import Market, build_market
 from finrl_lab.metrics import METRIC_NAMES
@@ -90,12 +93,33 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_dates_inside(panel: Panel, start: str | None, end: str | None) -> None:
+    """Raise DataError if a requested date lies before or after the data."""
+    first, last = panel.timestamps[0], panel.timestamps[-1]
+    panel.slice_positions(start, end)  # checks the format and order of the dates
+    hint = f"choose dates within {first.date()} .. {last.date()}"
+    if start is not None and _as_utc(start) < first.normalize():
+        raise DataError(f"--start {start} is before the first bar of the data", hint)
+    if end is not None and _as_utc(end) > last.normalize():
+        raise DataError(f"--end {end} is after the last bar of the data", hint)
+
+
+def _as_utc(text: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(text)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def load_market(args: argparse.Namespace, min_history: int = 1) -> Market:
     """Load the data and cut it to the pool and dates named by the options."""
     panel = resolve_data(args.data, interval=args.interval, market=args.market)
     pool = args.pool
     if pool is None:
-        pool = "sp20" if args.data == BUNDLED_NAME else make_pool("all", panel.tickers)
+        pool = (
+            "sp20"
+            if args.data == BUNDLED_NAME
+            else make_pool("all-tickers", panel.tickers)
+        )
+    check_dates_inside(panel, args.start, args.end)
     return build_market(
         panel,
         pool,
@@ -143,23 +167,49 @@ def parse_agents(text: str) -> list[str]:
     names = [a.strip() for a in text.split(",") if a.strip()]
     if not names:
         raise ConfigError("no agents given", f"use some of {','.join(CLASSIC_AGENTS)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"agent(s) {', '.join(repeated)} listed more than once", "list each once"
+        )
     for name in names:
         make_agent(name)
     return names
 
 
+def check_output_folder(out: str) -> None:
+    """Create ``out`` if needed; raise ConfigError if it cannot hold run folders."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryDirectory(dir=path, prefix=".probe-")
+        probe.cleanup()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write run folders to {out!r}: {exc.strerror or exc}",
+            "choose a writable folder with --out",
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    if not 0 <= args.cost_bps < 10_000:
-        raise ConfigError(f"--cost-bps {args.cost_bps} is outside [0, 10000)")
-    if args.initial_value <= 0:
-        raise ConfigError(f"--initial-value {args.initial_value} must be positive")
+    # Turnover is at most 2, so a rate of 50% or more could cost the whole value.
+    if not 0 <= args.cost_bps < 5_000:
+        raise ConfigError(
+            f"--cost-bps {args.cost_bps:g} is outside [0, 5000)",
+            "give the cost in basis points: 10 means 0.1% of the traded value",
+        )
+    if not (math.isfinite(args.initial_value) and args.initial_value > 0):
+        raise ConfigError(
+            f"--initial-value {args.initial_value} must be a positive number"
+        )
     agents = parse_agents(args.agents)
     market = load_market(args)
+    check_output_folder(args.out)
     cost_rate = args.cost_bps / 10_000
     results = backtest_agents(market, agents, cost_rate, args.initial_value)
 
     first, last = market.valuation_times[0].date(), market.valuation_times[-1].date()
-    pool_label = args.pool or ("sp20" if args.data == BUNDLED_NAME else "all")
+    pool_label = args.pool or ("sp20" if args.data == BUNDLED_NAME else "all-tickers")
     title = (
         f"pool {pool_label} ({len(market.pool_tickers)} stocks), {first} .. {last}, "
         f"{market.steps} periods, cost {args.cost_bps:g} bps"
