@@ -1,14 +1,17 @@
 """Gradient updates per second of Trace-SAC against stable-baselines3's SAC.
 
-Both learners get the same env (CryptoTradingEnv on the hourly BTC/USD file, or
-a synthetic random walk when the shared data is absent), the same replay
-contents in kind (random-action transitions), batch 256, [256, 256] MLP actor
-and critics, Adam at 3e-4 and automatic temperature. SB3's update is timed
-through ``SAC.train(gradient_steps, batch_size)``, which samples its replay and
-runs one critic, actor and temperature step per gradient step; Trace-SAC's is
-``replay.sample`` plus ``TraceSAC.update`` for n = 1, 4 and 16. Blocks of
-``--block`` updates alternate between the learners so machine drift hits all
-alike; the figure per learner is the median over blocks of the mean update time.
+Both learners use the same env: CryptoTradingEnv on the hourly BTC/USD file, or
+a synthetic random walk when the shared data is absent. Both replays hold
+random-action transitions, and both learners use batch 256, a [256, 256] MLP
+actor and critics, Adam at 3e-4 and automatic temperature.
+
+SB3's update is timed through ``SAC.train(gradient_steps, batch_size)``, which
+samples its replay and runs one critic, actor and temperature step per gradient
+step. Trace-SAC's is ``replay.sample`` plus ``TraceSAC.update`` for n = 1, 4
+and 16, with the default windows and with ``train_all_steps``. Blocks of
+``--block`` updates alternate between the learners so that machine drift hits
+all of them alike. The figure per learner is the median over blocks of the mean
+update time.
 
 Run: ``python -m benchmarks.trace_sac_update`` (``--device cuda`` on a GPU).
 Writes ``benchmarks/results/trace_sac_update.json``.

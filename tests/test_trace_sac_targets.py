@@ -183,7 +183,7 @@ def test_zero_trace_reduces_to_one_step():
     assert torch.allclose(chunked, one_step, rtol=1e-5, atol=1e-4)
 
 
-def test_on_policy_lambda_one_is_n_step_soft_return():
+def test_on_policy_retrace_is_nstep_return():
     n = 4
     agent = _agent(n, trace="retrace", lam=1.0)
     batch = _on_policy_batch(agent, n)
