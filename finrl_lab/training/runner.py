@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import yaml
 
+from finrl_lab.console import console
 from finrl_lab.errors import ConfigError
 from finrl_lab.io import write_json_atomic
 from finrl_lab.metrics import METRIC_NAMES
@@ -121,6 +122,7 @@ def run_experiment(
     if config["threads"] is not None:
         torch.set_num_threads(config["threads"])
     run_dir = Path(resume) if resume is not None else start_run(config)
+    console.print(f"run folder: {run_dir}")
     outcomes: dict[int, TrainOutcome] = {}
     try:
         for seed in config["seeds"]:
@@ -136,8 +138,10 @@ def run_experiment(
             )
             write_json_atomic(finished, _outcome_record(outcomes[seed]))
             _write_status(run_dir, "running", sorted(outcomes))
-    except BaseException:
+    except BaseException as exc:
         _write_status(run_dir, "failed", sorted(outcomes))
+        if isinstance(exc, KeyboardInterrupt):
+            console.print(f"stopped; continue with: finrl-lab train --resume {run_dir}")
         raise
     summary = summarise(outcomes)
     write_json_atomic(run_dir / SUMMARY_NAME, summary)
