@@ -9,9 +9,9 @@ against Monte-Carlo returns are measured on the train parts. At the end the best
 checkpoint runs once over all test parts, whose value paths are chained in time
 order and compared with buying and holding the asset over the same parts.
 
-The config's ``splits`` dates bound the span that is segmented (train start to
-test end); the segment parts, not those dates, separate train, validation and
-test rows.
+The config's ``splits`` dates bound the span that is segmented, from the train
+start to the test end. Inside that span the segment parts, not those dates,
+separate train, validation and test rows.
 """
 
 from __future__ import annotations
@@ -487,7 +487,7 @@ def evaluate_trace_sac(request: EvaluationRequest) -> EvaluationOutcome:
         start_row = max(start_row, env.lookback)
         if end_row <= start_row:
             raise ConfigError(
-                f"window {request.start} .. {request.end} holds no decision bar in "
+                f"window {request.start} .. {request.end} contains no decision bar in "
                 f"{config['data']['source']} ({stamps[0]:%Y-%m-%d} .. "
                 f"{stamps[-1]:%Y-%m-%d})",
                 "pick dates inside the data, after the first lookback bars",
