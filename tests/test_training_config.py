@@ -260,7 +260,8 @@ def test_registered_validator_and_evaluator_are_used(tmp_path):
         register_validator("toy_agent")(validate)
         register_evaluator("toy_agent")(evaluate)
         spec = get_trainer_spec("toy_agent")
-        assert spec.train is train and spec.evaluate is evaluate
+        assert spec.train is train
+        assert spec.evaluate is evaluate
         assert resolve_config({"agent": {"name": "toy_agent"}})["env"] == {
             "fee_bps": 4.0
         }

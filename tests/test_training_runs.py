@@ -63,7 +63,8 @@ def test_train_cli_writes_run_folder(tmp_path, capsys):
     run_dir = only_run(tmp_path / "runs")
     assert run_dir.name.startswith("ppo-sp20-tech-seed0-")
     assert "ppo seed 0" in printed
-    assert "market" in printed and "ew" in printed
+    assert "market" in printed
+    assert "ew" in printed
     assert "test window 2016-07-01" in printed
 
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -189,7 +190,8 @@ def test_evaluate_other_pool_and_window(tmp_path):
     record = json.loads(next((run_dir / "evaluations").glob("*.json")).read_text())
     assert record["pool"] == "sp20-financial"
     window = record["seeds"]["0"]["window"]
-    assert window[0].startswith("2017-01") and window[1].startswith("2017-06")
+    assert window[0].startswith("2017-01")
+    assert window[1].startswith("2017-06")
     trained = seed_metrics(run_dir)["test_metrics"]
     assert record["seeds"]["0"]["metrics"] != trained
 
