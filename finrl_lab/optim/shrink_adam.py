@@ -96,9 +96,9 @@ class ShrinkAdam(Optimizer):
             "shrink_where": shrink_where,
         }
         super().__init__(params, defaults)
-        self._update_fn: Callable[..., None] = _shrink_adam_update
+        self._compiled_update: Callable[..., None] | None = None
         if compile:
-            self._update_fn = torch.compile(_shrink_adam_update, dynamic=False)
+            self._compiled_update = torch.compile(_shrink_adam_tensorwise)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -145,7 +145,28 @@ class ShrinkAdam(Optimizer):
         steps: list[int],
     ) -> None:
         beta1, beta2 = group["betas"]
-        self._update_fn(
+        if self._compiled_update is not None:
+            # Step counts and lr enter as tensors, so their changing values do
+            # not trigger a recompilation.
+            self._compiled_update(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                [self.state[p]["step"] for p in params],
+                torch.tensor(group["lr"], dtype=torch.float64),
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                shrink=group["shrink"],
+                threshold=group["threshold"],
+                contamination=group["contamination"],
+                cauchy_scale=group["cauchy_scale"],
+                shrink_where=group["shrink_where"],
+            )
+            return
+        _shrink_adam_update(
             params,
             grads,
             exp_avgs,
@@ -248,3 +269,57 @@ def _shrink_grads(
     for index, tensor in zip(later, shrunk, strict=True):
         result[index] = tensor
     return result
+
+
+def _shrink_adam_tensorwise(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    lr: Tensor,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    shrink: str,
+    threshold: float,
+    contamination: float,
+    cauchy_scale: float,
+    shrink_where: str,
+) -> None:
+    """Apply one ShrinkAdam step tensor by tensor, for ``torch.compile``.
+
+    The same arithmetic as :func:`_shrink_adam_update`, written without Python
+    branches on the step count: the first step selects the raw gradient with
+    ``torch.where``.
+    """
+    shrink_kwargs = {
+        "mode": shrink,
+        "threshold": threshold,
+        "contamination": contamination,
+        "cauchy_scale": cauchy_scale,
+    }
+    for p, g, exp_avg, exp_avg_sq, step in zip(
+        params, grads, exp_avgs, exp_avg_sqs, steps, strict=True
+    ):
+        # float32 powers of beta would lose digits that the eager path keeps.
+        step = step.to(torch.float64)
+        correction1 = 1.0 - beta1**step
+        correction2 = 1.0 - beta2**step
+        if shrink != "none" and shrink_where == "grad":
+            previous_correction = 1.0 - beta2 ** (step - 1.0)
+            # On step 1 this is 0/0; torch.where then keeps the raw gradient.
+            scale = (exp_avg_sq / previous_correction).sqrt() + eps
+            shrunk = shrink_foreach([g], [scale], **shrink_kwargs)[0]
+            g = torch.where(step > 1.0, shrunk, g)
+        if weight_decay != 0.0:
+            p.mul_(1.0 - lr * weight_decay)
+        exp_avg.lerp_(g, 1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        denominator = exp_avg_sq.sqrt() / correction2.sqrt() + eps
+        update = exp_avg / (correction1 * denominator)
+        if shrink != "none" and shrink_where == "update":
+            update = shrink_foreach([update], 1.0, **shrink_kwargs)[0]
+        p.sub_(lr * update)
