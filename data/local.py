@@ -61,6 +61,7 @@ def resolve_data(
     interval: str = "1d",
     market: str = "equity",
     cache_dir: str | Path | None = None,
+    sort_dates: bool = False,
 ) -> Panel:
     """Load a dataset named on the command line.
 
@@ -86,7 +87,7 @@ def resolve_data(
 
         panel, _ = load_cache_reference(str(spec), cache=Cache(cache_dir))
         return panel
-    return load_panel(spec, interval=interval, market=market)
+    return load_panel(spec, interval=interval, market=market, sort_dates=sort_dates)
 
 
 def table_stem(path: Path) -> str | None:
@@ -233,9 +234,12 @@ def load_panel(
     interval: str = "1d",
     market: str = "equity",
     source: str | None = None,
+    sort_dates: bool = False,
 ) -> Panel:
     """Load a panel from a folder of per-ticker files or from one long or wide file.
 
+    :param sort_dates: sort rows by date instead of rejecting rows out of order,
+        for exports written newest first. Duplicated dates are still rejected.
     :raises DataError: the path is missing, unreadable or holds invalid prices.
     """
     target = Path(path).expanduser()
@@ -247,11 +251,23 @@ def load_panel(
             "dataset",
         )
     if target.is_dir():
-        panel = _load_folder(target, interval=interval, market=market, source=where)
+        panel = _load_folder(
+            target,
+            interval=interval,
+            market=market,
+            source=where,
+            sort_dates=sort_dates,
+        )
         return check_bar_spacing(panel, interval)
     frame = read_table(target)
     if "ticker" in frame.columns:
-        panel = Panel.from_long(frame, interval=interval, market=market, source=where)
+        panel = Panel.from_long(
+            frame,
+            interval=interval,
+            market=market,
+            source=where,
+            sort_dates=sort_dates,
+        )
         return check_bar_spacing(panel, interval)
     if "date" not in frame.columns:
         raise DataError(
@@ -263,14 +279,24 @@ def load_panel(
     if ohlcv:
         # One ticker's OHLCV in one file: the file name is the ticker.
         frame = frame.assign(ticker=table_stem(target) or target.stem)
-        panel = Panel.from_long(frame, interval=interval, market=market, source=where)
+        panel = Panel.from_long(
+            frame,
+            interval=interval,
+            market=market,
+            source=where,
+            sort_dates=sort_dates,
+        )
         return check_bar_spacing(panel, interval)
     wide = frame.set_index("date")
+    if sort_dates:
+        wide = wide.sort_index(kind="stable")
     panel = Panel.from_wide(wide, interval=interval, market=market, source=where)
     return check_bar_spacing(panel, interval)
 
 
-def _load_folder(folder: Path, *, interval: str, market: str, source: str) -> Panel:
+def _load_folder(
+    folder: Path, *, interval: str, market: str, source: str, sort_dates: bool = False
+) -> Panel:
     files = sorted(p for p in folder.iterdir() if p.is_file() and table_stem(p))
     if not files:
         raise DataError(
@@ -293,7 +319,9 @@ def _load_folder(folder: Path, *, interval: str, market: str, source: str) -> Pa
         [f.loc[:, [c for c in f.columns if c in fields]] for f in frames],
         ignore_index=True,
     )
-    panel = Panel.from_long(long, interval=interval, market=market, source=source)
+    panel = Panel.from_long(
+        long, interval=interval, market=market, source=source, sort_dates=sort_dates
+    )
     log.info("loaded %d tickers, %d bars from %s", panel.n_assets, len(panel), folder)
     return panel
 

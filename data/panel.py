@@ -292,11 +292,13 @@ class Panel:
         interval: str = "1d",
         market: str = "equity",
         source: str = "",
+        sort_dates: bool = False,
     ) -> Panel:
         """Build a panel from long rows with ``date``, ``ticker`` and field columns.
 
         A row that exists must carry valid prices; a (date, ticker) pair with no row
-        is a gap and is marked unavailable.
+        is a gap and is marked unavailable. Rows out of date order are rejected
+        unless ``sort_dates`` is True (for exports written newest first).
         """
         where = source or "the dataset"
         for col in ("date", "ticker", "close"):
@@ -312,6 +314,8 @@ class Panel:
             frame["date"], where, daily=interval_seconds(interval) >= 86400
         )
         frame["ticker"] = frame["ticker"].astype(str)
+        if sort_dates:
+            frame = frame.sort_values("date", kind="stable")
         dupes = frame.duplicated(["date", "ticker"])
         if dupes.any():
             row = frame.loc[dupes].iloc[0]

@@ -132,3 +132,14 @@ def test_long_file_round_trip(tmp_path):
     again = load_panel(path)
     assert again.tickers == panel.tickers
     np.testing.assert_array_equal(again.close, panel.close)
+
+
+def test_newest_first_file_loads_only_when_sorting_is_asked(tmp_path):
+    path = tmp_path / "newest_first.csv"
+    path.write_text(
+        "date,ticker,close\n2021-01-06,A,12\n2021-01-05,A,11\n2021-01-04,A,10\n"
+    )
+    with pytest.raises(DataError, match="out of order"):
+        load_panel(path)
+    panel = load_panel(path, sort_dates=True)
+    assert panel.close[:, 0].tolist() == [10.0, 11.0, 12.0]
