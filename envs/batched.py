@@ -252,9 +252,9 @@ class TorchBatchedPortfolio:
 
     Holds the market arrays on ``device`` once and steps ``num_envs`` episodes
     with tensor operations, so a GPU trainer never copies observations to the
-    host. Actions are mapped to weights with the env's ``simplex`` or
-    ``weights`` mode. Episodes are not reset automatically: call :meth:`reset`
-    with the start rows of the next episodes.
+    host. Actions are mapped to weights with the env's action mode, as in
+    :func:`finrl_lab.envs.actions.action_to_weights`. Episodes are not reset
+    automatically: call :meth:`reset` with the start rows of the next episodes.
 
     :param env: the single environment to mirror (market, features, costs).
     :param num_envs: episodes simulated side by side.
@@ -264,11 +264,6 @@ class TorchBatchedPortfolio:
     def __init__(
         self, env: PortfolioEnv, num_envs: int, device: str | torch.device = "cpu"
     ) -> None:
-        if env.action_mode not in ("simplex", "weights"):
-            raise ConfigError(
-                f"action_mode {env.action_mode!r} is not supported on tensors",
-                "use simplex or weights",
-            )
         self.env = env
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -307,6 +302,25 @@ class TorchBatchedPortfolio:
             "weights": self.weights.float(),
         }
 
+    def target_weights(self, actions: torch.Tensor) -> torch.Tensor:
+        """Map float64 actions [B, N + 1] to target weights at the current rows."""
+        env = self.env
+        allowed = self._allowed[self.rows]
+        if env.action_mode == "softmax":
+            logits = torch.where(allowed, actions / env.softmax_temperature, -torch.inf)
+            return torch.softmax(logits, dim=1)
+        if env.action_mode == "weights":
+            actions = torch.nan_to_num(actions, nan=0.0)
+        scores = torch.where(allowed, actions.clamp_min(0.0), 0.0)
+        if env.action_mode == "weights":
+            # Weight on an asset without a bar moves to cash, as in the numpy env.
+            dropped = torch.where(allowed, 0.0, actions.clamp_min(0.0)).sum(dim=1)
+            scores[:, 0] += dropped
+        total = scores.sum(dim=1, keepdim=True)
+        cash_only = torch.zeros_like(scores)
+        cash_only[:, 0] = 1.0
+        return torch.where(total > 0, scores / total.clamp_min(1e-300), cash_only)
+
     def step(
         self, actions: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -316,16 +330,7 @@ class TorchBatchedPortfolio:
         decides when the window is over (compare :attr:`rows` with its end rows).
         """
         env = self.env
-        allowed = self._allowed[self.rows]
-        actions = actions.to(self.device, torch.float64)
-        scores = torch.where(allowed, actions.clamp_min(0.0), 0.0)
-        if env.action_mode == "weights":
-            dropped = torch.where(allowed, 0.0, actions.clamp_min(0.0)).sum(dim=1)
-            scores[:, 0] += dropped
-        total = scores.sum(dim=1, keepdim=True)
-        cash_only = torch.zeros_like(scores)
-        cash_only[:, 0] = 1.0
-        target = torch.where(total > 0, scores / total.clamp_min(1e-300), cash_only)
+        target = self.target_weights(actions.to(self.device, torch.float64))
         traded = (target[:, 1:] - self.weights[:, 1:]).abs().sum(dim=1)
         cost = env.cost_rate * traded * self.values
         gross = target * self._relatives[self.rows]

@@ -107,8 +107,9 @@ def test_batched_state_round_trip_continues_identically(panel):
     np.testing.assert_array_equal(np.array(first_run), np.array(second_run))
 
 
-def test_torch_batch_equals_numpy_batch(panel):
-    env = make_env(panel, episode_length=200)
+@pytest.mark.parametrize("action_mode", ["simplex", "softmax", "weights"])
+def test_torch_batch_equals_numpy_batch(panel, action_mode):
+    env = make_env(panel, episode_length=200, action_mode=action_mode)
     starts = env.market.first + np.arange(4) * 20
     batched = BatchedPortfolioEnv(env, 4)
     batched.set_options([{"start_row": int(row)} for row in starts])
