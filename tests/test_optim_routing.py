@@ -229,7 +229,7 @@ def test_composite_state_view_covers_all_parameters():
 
 def test_composite_load_rejects_mismatched_children():
     optimizer = build_optimizer(TinyTransformerBlock(), {"name": "deva"})
-    with pytest.raises(ValueError, match="holds 1 optimizers"):
+    with pytest.raises(ValueError, match="contains 1 optimizers"):
         optimizer.load_state_dict({"optimizers": [{}]})
 
 

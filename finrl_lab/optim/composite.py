@@ -36,7 +36,7 @@ class CompositeOptimizer(Optimizer):
     ``param_groups`` is the concatenation of the children's groups (the same
     dicts), so a learning-rate schedule that writes ``group["lr"]``, as
     stable-baselines3 and ``torch.optim.lr_scheduler`` do, reaches every child.
-    ``state`` is a read-only view of the children's states. ``state_dict`` holds
+    ``state`` is a read-only view of the children's states. ``state_dict`` contains
     one state dict per child, in order. New parameter groups cannot be added
     after construction: add them to a child and rebuild.
 
@@ -83,8 +83,9 @@ class CompositeOptimizer(Optimizer):
         saved = state_dict["optimizers"]
         if len(saved) != len(self.optimizers):
             raise ValueError(
-                f"state dict holds {len(saved)} optimizers but this composite "
-                f"has {len(self.optimizers)}; build it from the same config"
+                f"invalid state dict: it contains {len(saved)} optimizers but "
+                f"this composite has {len(self.optimizers)}; "
+                "build the composite from the same config"
             )
         for child, child_state in zip(self.optimizers, saved, strict=True):
             child.load_state_dict(child_state)

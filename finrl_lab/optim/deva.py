@@ -10,10 +10,9 @@ Adaptation, optimizers/deva.py at 2e4d26e) and fix its defects on purpose:
 
 - Bias correction divides the moments (m_hat, v_hat), so gamma is 1 on the first
   step and for a constant gradient. The reference leaves the vector rule
-  uncorrected, which makes its first step about 1/sqrt(1 - beta2) times too
-  large, and multiplies the scale-free matrix update by Adam's correction
-  factor, which makes the matrix rule's first step 20 times too large at
-  betas (0.95, 0.95).
+  uncorrected, so its first step is about 1/sqrt(1 - beta2) times too large.
+  It also multiplies the scale-free matrix update by Adam's correction factor,
+  so the matrix rule's first step is 20 times too large at betas (0.95, 0.95).
 - eps is added to sqrt(v_hat), in gradient units. The reference adds 1e-5 inside
   the root, which turns the rule into momentum SGD for gradients near 1e-3.
 - 1-D parameters are rejected by the matrix rules with a message, and the
@@ -212,9 +211,9 @@ class DeVAMatrix(Optimizer):
     AdamW's, so AdamW's learning rate and weight decay carry over.
 
     The first call builds L, R and their bases by ``torch.linalg.eigh`` and
-    also updates the parameter. A side is rotated when its length is at most
-    ``max_precond_dim`` and ``precondition_sides`` allows it: ``both``,
-    ``shorter`` (the shorter side, both for a square matrix; default) or
+    also updates the parameter. A side longer than ``max_precond_dim`` is never
+    rotated. Otherwise ``precondition_sides`` decides: ``both``, ``shorter``
+    (the default: the shorter side, or both sides of a square matrix) or
     ``none``. Rotating only the shorter side bounds the rotation memory at
     twice the parameter's size.
 

@@ -150,13 +150,13 @@ def build_optimizer(
 ) -> Optimizer:
     """Build the optimizer that ``config`` names for a model or a parameter list.
 
-    Given an ``nn.Module``, a parameter is routed to the vector rule when it
-    belongs to an embedding or normalisation layer, to a module whose last name
-    component is in ``head_names`` (default :data:`DEFAULT_HEAD_NAMES`) or ends
-    in ``_head``, or when it is not a matrix: fewer than 2 axes, or a side of
-    length 1. Given a plain iterable of parameters (as stable-baselines3 passes),
-    only the shape rule applies, so embeddings and heads wider than 1 go to the
-    matrix rule.
+    Given an ``nn.Module``, these parameters go to the vector rule: those of
+    embedding and normalisation layers, those of output heads, and those that
+    are not matrices (fewer than 2 axes, or a side of length 1). A head is a
+    module whose last name component is in ``head_names`` (default
+    :data:`DEFAULT_HEAD_NAMES`) or ends in ``_head``. Given a plain iterable of
+    parameters (as stable-baselines3 passes), only the shape rule applies, so
+    embeddings and heads wider than 1 go to the matrix rule.
 
     Parameters without ``requires_grad`` are left out. Raise ConfigError for an
     unknown name, key or vector rule, and for a model without trainable
