@@ -217,12 +217,20 @@ def _read_outcome(path: Path) -> TrainOutcome:
     record = json.loads(path.read_text(encoding="utf-8"))
     best = record.get("best_checkpoint")
     return TrainOutcome(
-        test_metrics=record["test_metrics"],
-        baseline_metrics=record.get("baseline_metrics", {}),
+        test_metrics=_as_floats(record["test_metrics"]),
+        baseline_metrics={
+            name: _as_floats(metrics)
+            for name, metrics in record.get("baseline_metrics", {}).items()
+        },
         best_checkpoint=None if best is None else Path(best),
         validation=[tuple(item) for item in record.get("validation", [])],
         extra=record.get("extra", {}),
     )
+
+
+def _as_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    # JSON files store NaN as null (finrl_lab.io writes strict JSON).
+    return {k: float("nan") if v is None else float(v) for k, v in metrics.items()}
 
 
 def _write_status(run_dir: Path, state: str, finished: list[int]) -> None:
