@@ -40,7 +40,10 @@ TABLE_COLUMNS = {
 }
 
 
-def format_metric(value: float, percent: bool) -> str:
+def format_metric(value: float | None, percent: bool) -> str:
+    """Format a metric for the table; an undefined value shows as ``n/a``."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
     return f"{100 * value:,.1f}%" if percent else f"{value:.2f}"
 
 

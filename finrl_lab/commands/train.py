@@ -139,8 +139,9 @@ def print_results(config: dict[str, Any], result: ExperimentResult) -> None:
     for name, metrics in summary["baselines"].items():
         rows.append([name, *_cells(metrics)])
     window = summary.get("test_window") or ("?", "?")
+    pool = config["pool"]["name"] or "the dataset's first ticker"
     title = (
-        f"test window {window[0]} .. {window[1]}, pool {config['pool']['name']}, "
+        f"test window {window[0]} .. {window[1]}, pool {pool}, "
         f"best checkpoint by validation {config['evaluation']['metric']}"
     )
     columns = ["agent", *(label for label, _ in TABLE_COLUMNS.values())]

@@ -5,7 +5,8 @@ An experiment config is a mapping with these sections (every key has a default;
 
 - ``version``: schema version of the config, :data:`CONFIG_VERSION`.
 - ``data``: ``source`` (``sp500``, a path or a cache reference), ``interval``
-  (bar size, e.g. ``1d``) and ``market`` (``equity`` or ``crypto``).
+  (bar size, e.g. ``1d``), ``market`` (``equity`` or ``crypto``) and
+  ``sort_dates`` (sort a file written newest first instead of rejecting it).
 - ``pool``: ``name`` (the customizable pool to trade) and ``global`` (the global
   pool the observation covers; null for the pool's parent).
 - ``splits``: ``train``, ``valid`` and ``test`` as ``[start, end]`` dates, or
@@ -48,7 +49,12 @@ LOWER_IS_BETTER = ("annual_volatility", "max_drawdown", "avg_turnover")
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "version": CONFIG_VERSION,
-    "data": {"source": "sp500", "interval": "1d", "market": "equity"},
+    "data": {
+        "source": "sp500",
+        "interval": "1d",
+        "market": "equity",
+        "sort_dates": False,
+    },
     "pool": {"name": "sp20", "global": None},
     "splits": {
         "train": [None, "2014-12-31"],

@@ -13,16 +13,21 @@ WINDOWS = ("train", "valid", "test")
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_panel(source: str, interval: str, market: str) -> Panel:
+def _cached_panel(source: str, interval: str, market: str, sort_dates: bool) -> Panel:
     from finrl_lab.data.local import resolve_data
 
-    return resolve_data(source, interval=interval, market=market)
+    return resolve_data(source, interval=interval, market=market, sort_dates=sort_dates)
 
 
 def load_experiment_panel(config: dict[str, Any]) -> Panel:
     """Load the dataset of ``config["data"]``; repeated calls reuse the panel."""
     data = config["data"]
-    return _cached_panel(str(data["source"]), str(data["interval"]), data["market"])
+    return _cached_panel(
+        str(data["source"]),
+        str(data["interval"]),
+        data["market"],
+        bool(data.get("sort_dates", False)),
+    )
 
 
 def window_dates(config: dict[str, Any], window: str) -> tuple[str | None, str | None]:
