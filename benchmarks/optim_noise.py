@@ -44,7 +44,7 @@ from torch import nn
 from finrl_lab.optim import build_optimizer
 
 RESULTS = Path(__file__).parent / "results" / "optim_noise.json"
-METHODS = ("adamw", "shrink_adam", "muon", "shrink_muon", "deva")
+METHODS = ("adamw", "shrink_adam", "muon", "shrink_muon", "deva", "deva[v_source=grad]")
 
 
 @dataclass
@@ -211,11 +211,21 @@ def charlm_task(target: float, context: int = 32, batch: int = 32) -> Task:
 # Runner
 
 
+def method_config(method: str, lr: float) -> dict:
+    """Turn ``name`` or ``name[key=value,...]`` into an optimizer config entry."""
+    name, _, options = method.partition("[")
+    config: dict[str, object] = {"name": name, "lr": lr}
+    for option in filter(None, options.rstrip("]").split(",")):
+        key, _, value = option.partition("=")
+        config[key] = value
+    return config
+
+
 def run_once(task: Task, method: str, lr: float, seed: int, max_steps: int) -> dict:
     """Train one model; return steps to the target (or None) and the final loss."""
     generator = torch.Generator().manual_seed(seed)
     model = task.make_model(generator)
-    optimizer = build_optimizer(model, {"name": method, "lr": lr})
+    optimizer = build_optimizer(model, method_config(method, lr))
     steps_to_target = None
     loss = task.eval_loss(model)
     start = time.perf_counter()
@@ -262,10 +272,10 @@ def _summary(runs: list[dict], max_steps: int) -> dict:
         "mean_steps": statistics.mean(steps),
         "std_steps": statistics.stdev(steps) if len(steps) > 1 else 0.0,
         "median_steps": statistics.median(steps),
-        "min_steps": min(steps),
-        "max_steps": max(steps),
+        "fewest_steps": min(steps),
+        "most_steps": max(steps),
         "reached": reached,
-        "runs": len(runs),
+        "run_count": len(runs),
     }
 
 
@@ -291,7 +301,13 @@ def main() -> None:
     """Run every task and method, print tables and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=["regression", "charlm"])
-    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=list(METHODS),
+        help="optimizer names, each optionally with string options as "
+        "name[key=value,...], for example deva[v_source=grad]",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="reported seeds")
     parser.add_argument("--lrs", type=float, nargs="*", default=[1e-3, 3e-3, 1e-2])
     parser.add_argument("--noise", type=float, default=3.0, help="sigma / grad RMS")
@@ -372,8 +388,8 @@ def main() -> None:
                 f"{row['mean_steps']:.0f}",
                 f"{row['std_steps']:.0f}",
                 f"{row['median_steps']:.0f}",
-                f"{row['min_steps']}-{row['max_steps']}",
-                f"{row['reached']}/{row['runs']}",
+                f"{row['fewest_steps']}-{row['most_steps']}",
+                f"{row['reached']}/{row['run_count']}",
             )
         console.print(table)
 
