@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -204,7 +205,7 @@ def charlm_task(target: float, context: int = 32, batch: int = 32) -> Task:
         train_loss=train_loss,
         eval_loss=eval_loss,
         target=target,
-        eval_every=25,
+        eval_every=10,
     )
 
 
@@ -367,7 +368,7 @@ def main() -> None:
             rows[method] = {"lr": tuned["lr"], "tuning": tuned["trials"], "runs": runs}
             rows[method].update(_summary(runs, max_steps))
             console.log(
-                f"{task_name} {method}: lr {tuned['lr']:g}, "
+                f"{task_name} {escape(method)}: lr {tuned['lr']:g}, "
                 f"mean steps {rows[method]['mean_steps']:.0f}, "
                 f"reached {rows[method]['reached']}/{len(runs)}"
             )
@@ -383,7 +384,7 @@ def main() -> None:
             table.add_column(column, justify="right")
         for method, row in rows.items():
             table.add_row(
-                method,
+                escape(method),
                 f"{row['lr']:g}",
                 f"{row['mean_steps']:.0f}",
                 f"{row['std_steps']:.0f}",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from finrl_lab.optim.shrinkage import SHRINK_MODES, shrink_foreach
+from finrl_lab.optim.shrinkage import SHRINK_MODES, clip_foreach, shrink_foreach
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +171,18 @@ class ShrinkMuon(torch.optim.Muon):
         if later:
             sq_avgs = [self.state[params[i]]["exp_avg_sq"] for i in later]
             scales = torch._foreach_sqrt(sq_avgs)
-            torch._foreach_div_(scales, corrections)
-            torch._foreach_add_(scales, group["scale_eps"])
-            shrunk = shrink_foreach([grads[i] for i in later], scales, **shrink_kwargs)
+            later_grads = [grads[i] for i in later]
+            threshold = shrink_kwargs["threshold"]
+            # With an infinite threshold, sqrt(v) = 0 would give 0 * inf = nan.
+            if shrink_kwargs["mode"] == "hard" and math.isfinite(threshold):
+                # lambda * (sqrt(v)/c + eps) in three passes instead of four.
+                torch._foreach_mul_(scales, [threshold / c for c in corrections])
+                torch._foreach_add_(scales, threshold * group["scale_eps"])
+                shrunk = clip_foreach(later_grads, scales)
+            else:
+                torch._foreach_div_(scales, corrections)
+                torch._foreach_add_(scales, group["scale_eps"])
+                shrunk = shrink_foreach(later_grads, scales, **shrink_kwargs)
             for index, tensor in zip(later, shrunk, strict=True):
                 result[index] = tensor
         sq_avgs = [self.state[p]["exp_avg_sq"] for p in params]

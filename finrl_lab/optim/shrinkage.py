@@ -67,19 +67,13 @@ def shrink_foreach(
     if mode == "none" or not grads:
         return [g.clone() for g in grads]
 
-    if isinstance(scales, float):
-        bounds = threshold * scales
-        if mode == "hard":
-            return [g.clamp(-bounds, bounds) for g in grads]
-        z = torch._foreach_div(grads, scales)
-    else:
-        z = torch._foreach_div(grads, scales)
-        if mode == "hard":
-            bounds = torch._foreach_mul(scales, threshold)
-            negative_bounds = torch._foreach_neg(bounds)
-            clipped = torch._foreach_maximum(grads, negative_bounds)
-            torch._foreach_minimum_(clipped, bounds)
-            return clipped
+    if mode == "hard":
+        if isinstance(scales, float):
+            bound = threshold * scales
+            return [g.clamp(-bound, bound) for g in grads]
+        return clip_foreach(grads, torch._foreach_mul(scales, threshold))
+
+    z = torch._foreach_div(grads, scales)
 
     if mode == "tanh":
         # lambda*s*tanh(z/lambda) = g * tanh(y)/y with y = z/lambda. The second
@@ -110,6 +104,18 @@ def shrink_foreach(
     torch._foreach_div_(z_squared, cauchy_density)
     torch._foreach_add_(z_squared, 1.0)
     return torch._foreach_div(grads, z_squared)
+
+
+def clip_foreach(grads: list[Tensor], bounds: list[Tensor]) -> list[Tensor]:
+    """Return clamp(g, -b, b) for each gradient g and its bound b (b >= 0).
+
+    ``bounds`` are tensors broadcastable to the gradients, in gradient units.
+    """
+    negative_bounds = torch._foreach_neg(bounds)
+    return [
+        torch.clamp(g, min=low, max=high)
+        for g, low, high in zip(grads, negative_bounds, bounds, strict=True)
+    ]
 
 
 def shrink(
