@@ -157,6 +157,15 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", help="EarnMore seeds, e.g. 0,1,2")
     parser.add_argument("--splits", default="0,1,2", help="EarnMore split indexes")
     parser.add_argument("--sb3-steps", type=int, default=4096, help="SB3 steps")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="EarnMore variants to train"
+    )
+    parser.add_argument(
+        "--sb3-agents", default=",".join(SB3_AGENTS), help="SB3 agents; '' for none"
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="add the rows to the saved results"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/earnmore_table", help="run folders")
     args = parser.parse_args()
@@ -173,7 +182,8 @@ def main() -> None:
     rows: list[dict] = []
     began = time.perf_counter()
     for split in (int(s) for s in args.splits.split(",")):
-        for variant, overrides in VARIANTS.items():
+        for variant in args.variants.split(","):
+            overrides = VARIANTS[variant]
             seeds = args.seeds if variant == "earnmore" else first_seed
             arguments = ["--config", str(CONFIG), "--seeds", seeds, *common]
             arguments += ["--set", f"splits.index={split}"]
@@ -181,7 +191,7 @@ def main() -> None:
                 arguments += ["--set", item]
             run = train(out, arguments)
             rows += earnmore_rows(run, variant, split)
-        for agent in SB3_AGENTS:
+        for agent in [a for a in args.sb3_agents.split(",") if a]:
             config = yaml.safe_load(CONFIG.read_text())
             config["agent"] = {"name": agent}
             config["env"] = {"features": "ohlc", "cost_rate": 0.001}
@@ -196,16 +206,22 @@ def main() -> None:
             run = train(out, arguments)
             rows += sb3_rows(run, agent, split, args.device)
         print(f"split {split} done after {time.perf_counter() - began:.0f} s")
+    seconds = time.perf_counter() - began
+    runs = [{"arguments": vars(args), "seconds": seconds}]
+    result = Path("benchmarks/results/earnmore_dj30_table.json")
+    if args.merge and result.exists():
+        saved = json.loads(result.read_text())
+        rows = saved["rows"] + rows
+        runs = saved["runs"] + runs
     table = summarise([r for r in rows if r["pool"] != "_budget"])
     budget = [r for r in rows if r["pool"] == "_budget"]
     record = {
-        "arguments": vars(args),
-        "seconds": time.perf_counter() - began,
+        "runs": runs,
+        "seconds": sum(run["seconds"] for run in runs),
         "rows": rows,
         "table": table,
         "budget": budget,
     }
-    result = Path("benchmarks/results/earnmore_dj30_table.json")
     result.parent.mkdir(parents=True, exist_ok=True)
     result.write_text(json.dumps(record, indent=1))
     print(markdown(table))
