@@ -60,6 +60,8 @@ class EarnMoreLearner:
         critic_modules: nn.Module = model.critic
         if not settings.masking:
             critic_modules = nn.ModuleList([model.critic, model.representation])
+        # NOTE: the learning rate is constant; EarnMore's warm-up and step decay
+        # are not implemented.
         self.critic_optimizer = build_optimizer(critic_modules, optimizer_config)
         self.actor_optimizer = build_optimizer(model.actor, optimizer_config)
         self.representation_optimizer = (

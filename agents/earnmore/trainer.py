@@ -94,6 +94,8 @@ def train_earnmore(config: dict[str, Any], context: RunContext) -> TrainOutcome:
     """Train EarnMore for one seed; return its test metrics on every eval pool."""
     settings = EarnMoreSettings.from_dict(config["agent"])
     spec = DataSpec.from_config(config)
+    # NOTE: every tensor follows context.device, but training has only been
+    # run on CPU so far.
     device = torch.device(context.device)
     rng = np.random.default_rng(context.seed)
     run_dir = Path(context.run_dir)
