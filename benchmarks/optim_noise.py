@@ -7,7 +7,7 @@ Two tasks, each run for every method over several seeds:
   noise sigma*xi, where sigma is ``--noise`` times that tensor's gradient RMS and
   xi is standard Gaussian with probability 1 - ``--contamination`` and standard
   Cauchy otherwise. The target is a test MSE.
-- ``charlm``: a 2-layer causal transformer (width 64, context 64) learns the
+- ``charlm``: a 2-layer causal transformer (width 64, context 32) learns the
   characters of the Python standard library's own source files, which ship
   with every Python. Its gradients carry only their natural minibatch noise.
   The target is a validation cross-entropy in nats per character.
@@ -18,7 +18,7 @@ the lowest final loss). Matrix rules use the 0.2*sqrt(max(n, m)) RMS-matching
 scale, so one rate grid serves all methods. A run that misses the target within
 ``--max-steps`` counts as ``max_steps`` in the mean and is reported as missed.
 
-Run: ``python benchmarks/optim_noise.py`` (about 15 minutes on 2 CPU cores).
+Run: ``python benchmarks/optim_noise.py`` (an estimated 15 minutes on one thread).
 Writes ``benchmarks/results/optim_noise.json``.
 """
 

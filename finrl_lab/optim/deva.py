@@ -70,6 +70,11 @@ class DeVAVector(Optimizer):
     ``v_source="grad"`` this is exactly Adam. With ``correct_bias=False`` both
     corrections are 1, as in the reference code.
 
+    NOTE: with ``v_source="momentum"``, gamma stays near 1 while the momentum
+    changes slowly, so noisy entries are not scaled down as Adam scales them.
+    In benchmarks/optim_noise.py (heavy-tailed regression) that default missed
+    the loss target that ``v_source="grad"`` reached.
+
     Args:
         params: tensors of any shape, or parameter groups.
         lr: learning rate in parameter units per step (default 1e-3).
