@@ -73,6 +73,13 @@ def _candidates(model: nn.Module) -> dict[str, Callable[[], torch.optim.Optimize
         "adamw_fused": lambda: torch.optim.AdamW(params, lr=lr, fused=True),
         "shrink_adam": lambda: ShrinkAdam(params, lr=lr),
         "shrink_adam_compiled": lambda: ShrinkAdam(params, lr=lr, compile=True),
+        "shrink_adam_off_compiled": lambda: ShrinkAdam(
+            params, lr=lr, shrink="none", compile=True
+        ),
+        "shrink_adam_hard": lambda: ShrinkAdam(params, lr=lr, shrink="hard"),
+        "shrink_adam_hard_compiled": lambda: ShrinkAdam(
+            params, lr=lr, shrink="hard", compile=True
+        ),
         "torch_muon_matrices": lambda: torch.optim.Muon(matrices, lr=lr),
         "shrink_muon_matrices": lambda: ShrinkMuon(matrices, lr=lr),
         "muon": lambda: build_optimizer(model, {"name": "muon", "lr": lr}),
