@@ -59,7 +59,13 @@ _ROUTING = {"vector_rule": None, "head_names": ()}
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "adamw": {**_COMMON, **_ADAM},
     "adam": {**_COMMON, **_ADAM},
-    "shrink_adam": {**_COMMON, **_ADAM, **_SHRINK, "shrink_where": "grad"},
+    "shrink_adam": {
+        **_COMMON,
+        **_ADAM,
+        **_SHRINK,
+        "shrink_where": "grad",
+        "compile": False,
+    },
     "muon": {**_COMMON, **_ADAM, **_MUON, **_ROUTING, "vector_rule": "adamw"},
     "shrink_muon": {
         **_COMMON,
@@ -219,6 +225,7 @@ def _vector_optimizer(
         return ShrinkAdam(
             params,
             shrink_where=resolved.get("shrink_where", "grad"),
+            compile=resolved.get("compile", False),
             **common,
             **shrink,
         )
