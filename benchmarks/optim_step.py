@@ -2,9 +2,9 @@
 
 The parameter set is a small decoder-only transformer (width 256, 4 blocks, MLP
 width 1024, vocabulary 64; about 3.2M parameters). Every optimizer gets the
-same fixed random gradients. Steps are timed in blocks of ``--block`` steps,
-with the optimizers interleaved block by block so that machine drift hits all of
-them alike; the figure per optimizer is the median over blocks of the mean step
+same fixed random gradients. Steps are timed in blocks of ``--block`` steps.
+The optimizers take turns block by block, so machine drift hits all of them
+alike. The figure per optimizer is the median over blocks of the mean step
 time in a block. A block of 10 steps holds one basis refresh of the DeVA rules.
 
 Run: ``python benchmarks/optim_step.py`` (add ``--device cuda`` on a GPU).

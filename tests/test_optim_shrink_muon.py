@@ -75,7 +75,7 @@ def test_outlier_does_not_steer_update(scale):
     )
     plain = direction(lambda ps: torch.optim.Muon(ps, lr=0.02, weight_decay=0.0))
     # Without clipping, msign of a momentum dominated by the outlier is close to
-    # e_i e_j^T plus a flat rest, so the outlier's entry stands far above the RMS.
+    # e_i e_j^T plus a flat rest, so the outlier's entry is far above the RMS.
     plain_ratio = plain[3, 7].abs() / plain.square().mean().sqrt()
     clipped_ratio = clipped[3, 7].abs() / clipped.square().mean().sqrt()
     assert float(plain_ratio) > 4.0

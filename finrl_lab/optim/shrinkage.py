@@ -58,9 +58,9 @@ def shrink_foreach(
 ) -> list[Tensor]:
     """Apply psi(g; s) entry-wise to each tensor and return new tensors.
 
-    ``grads`` are tensors of any shape; ``scales`` are tensors broadcastable to
-    them (same shape, or a 0-d or size-1 tensor per matrix) or one positive float
-    for all. The inputs are not modified. See the module docstring for the modes.
+    ``grads`` are tensors of any shape. ``scales`` are tensors broadcastable to
+    them (the same shape, or a 0-d or size-1 tensor per matrix), or one positive
+    float for all. The inputs are not modified. See the module docstring for the modes.
     """
     if mode not in SHRINK_MODES:
         raise ValueError(f"unknown shrink mode {mode!r}; valid modes: {SHRINK_MODES}")
