@@ -155,6 +155,34 @@ def test_unknown_key_raises_config_error():
     assert "betas" in error.value.hint
 
 
+def test_numeric_strings_are_parsed():
+    # YAML 1.1 reads 3e-4 without a dot as a string.
+    resolved = resolve_config({"name": "deva", "lr": "3e-4", "ns_steps": "4"})
+    assert resolved["lr"] == 3e-4
+    assert resolved["ns_steps"] == 4
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "adamw", "lr": "fast"},
+        {"name": "deva", "nesterov": "yes"},
+        {"name": "deva", "precondition_frequency": 2.5},
+        {"name": "muon", "momentum": True},
+    ],
+)
+def test_wrongly_typed_value_raises_config_error(entry):
+    key = next(k for k in entry if k != "name")
+    with pytest.raises(ConfigError) as error:
+        resolve_config(entry)
+    assert key in error.value.message
+
+
+def test_invalid_option_value_raises_config_error():
+    with pytest.raises(ConfigError, match="invalid shrink 'median'"):
+        build_optimizer(nn.Linear(2, 2), {"name": "shrink_adam", "shrink": "median"})
+
+
 def test_unknown_vector_rule_raises_config_error():
     with pytest.raises(ConfigError, match="vector_rule"):
         build_optimizer(nn.Linear(2, 2), {"name": "deva", "vector_rule": "sgd"})

@@ -138,6 +138,8 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
             f"unknown optimizer key {unknown[0]!r} for {name!r}",
             f"valid keys for {name}: name, {', '.join(defaults)}",
         )
+    for key, value in entry.items():
+        entry[key] = _coerce(name, key, value, defaults[key])
     resolved = {**defaults, **entry, "name": name}
     vector_rule = resolved.get("vector_rule")
     if vector_rule is not None and vector_rule not in VECTOR_RULES:
@@ -149,6 +151,33 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
         if key in resolved:
             resolved[key] = tuple(resolved[key])
     return resolved
+
+
+def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
+    """Return ``value`` as the type of ``default``; raise ConfigError if it is not.
+
+    YAML 1.1 reads ``3e-4`` (no dot) as a string, so numeric strings are parsed.
+    """
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int | float):
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is not None and isinstance(default, float):
+            return number
+        if number is not None and number.is_integer():
+            return int(number)
+    else:
+        return value
+    raise ConfigError(
+        f"invalid optimizer {key} {value!r} for {name!r}",
+        f"use a {type(default).__name__} like {default!r}",
+    )
 
 
 def build_optimizer(
@@ -180,7 +209,14 @@ def build_optimizer(
             "the model has no trainable parameters to optimize",
             "set requires_grad on the parameters to train",
         )
-    optimizer = _build(resolved, matrices, vectors)
+    try:
+        optimizer = _build(resolved, matrices, vectors)
+    except ValueError as error:
+        # The optimizers check their own option values (modes, ranges).
+        raise ConfigError(
+            f"invalid optimizer entry for {resolved['name']!r}: {error}",
+            "fix that value in the optimizer config",
+        ) from error
     logger.info(
         "built %s: %d matrix and %d vector parameters",
         type(optimizer).__name__,
