@@ -10,6 +10,18 @@ import torch
 from finrl_lab.optim import ShrinkAdam
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run this module's small-tensor tests on one torch thread, then restore.
+
+    On a busy 2-core machine, two threads per op made these tests 10x slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _run(optimizer_factory, grads, shape=(6, 5), seed=0):
     """Apply the given gradients in order; return the final parameter."""
     torch.manual_seed(seed)

@@ -8,6 +8,19 @@ from torch.optim._muon import _zeropower_via_newtonschulz
 
 from finrl_lab.optim import ShrinkMuon
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run this module's small-tensor tests on one torch thread, then restore.
+
+    On a busy 2-core machine, two threads per op made these tests 10x slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 NS = (3.4445, -4.775, 2.0315)
 
 
