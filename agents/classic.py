@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from finrl_lab.agents.base import WeightsAgent
 from scipy.optimize import nnls
 
+from finrl_lab.agents.base import WeightsAgent
 from finrl_lab.market import Market
 
 

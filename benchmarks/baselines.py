@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 
+from benchmarks.common import SHARED_DATA, median_seconds, reference_json, save, show
 from finrl_lab.agents.classic import CLASSIC_AGENTS
+from finrl_lab.backtest import backtest_agents
 from finrl_lab.data.local import load_panel
 from finrl_lab.data.pools import resolve_pool
-
-from benchmarks.common import SHARED_DATA, median_seconds, reference_json, save, show
-from finrl_lab.backtest import backtest_agents
 from finrl_lab.market import build_market
 from finrl_lab.metrics import compute_metrics
 

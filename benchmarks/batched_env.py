@@ -17,12 +17,12 @@ import argparse
 
 import numpy as np
 import torch
-from finrl_lab.data.local import load_bundled
-from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
-from finrl_lab.envs.portfolio import PortfolioEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from benchmarks.common import median_seconds, save, show
+from finrl_lab.data.local import load_bundled
+from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
+from finrl_lab.envs.portfolio import PortfolioEnv
 
 TARGET = 1e6  # asset-steps per second of the batched env on the CPU
 ENV_OPTIONS = {"start": "2000-01-01", "lookback": 20, "episode_length": 252}

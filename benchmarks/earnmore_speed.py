@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from finrl_lab.agents.earnmore.learner import EarnMoreLearner
 from finrl_lab.agents.earnmore.masks import sample_mask_ratios, sample_visible
 from finrl_lab.agents.earnmore.model import EarnMoreModel

@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.common import SHARED_DATA, median_seconds, save, show
 from finrl_lab.data.features import compute_features
 from finrl_lab.data.local import load_panel
 from finrl_lab.data.panel import Panel
-
-from benchmarks.common import SHARED_DATA, median_seconds, save, show
 
 DJ30_START, DJ30_END = "2008-01-01", "2022-12-31"
 MINUTES_PER_YEAR = 365 * 24 * 60

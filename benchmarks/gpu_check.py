@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from finrl_lab.data.local import load_bundled
-from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
-from finrl_lab.envs.portfolio import PortfolioEnv
 
 from benchmarks.common import REPO, save, show
 from benchmarks.train_speed import STEPS, steps_per_second
 from finrl_lab.cli import main as cli_main
+from finrl_lab.data.local import load_bundled
+from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
+from finrl_lab.envs.portfolio import PortfolioEnv
 
 
 def training_throughput(devices: list[str], steps: int) -> list[dict]:

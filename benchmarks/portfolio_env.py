@@ -14,11 +14,11 @@ import statistics
 import time
 
 import numpy as np
+
+from benchmarks.common import SHARED_DATA, reference_json, save, show
 from finrl_lab.data.local import load_panel
 from finrl_lab.data.pools import resolve_pool
 from finrl_lab.envs.portfolio import PortfolioEnv
-
-from benchmarks.common import SHARED_DATA, reference_json, save, show
 
 START, END = "2008-03-19", "2022-12-23"
 

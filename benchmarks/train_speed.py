@@ -16,11 +16,11 @@ import argparse
 import time
 
 import torch
-from finrl_lab.data.local import load_bundled
-from finrl_lab.envs.batched import BatchedPortfolioEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from benchmarks.common import save, show
+from finrl_lab.data.local import load_bundled
+from finrl_lab.envs.batched import BatchedPortfolioEnv
 from finrl_lab.training import sb3_trainer
 from finrl_lab.training.config import resolve_config
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
+
 from finrl_lab.data.panel import interval_seconds
 from finrl_lab.data.sources import Source, SourceUnavailableError
-
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ import logging
 
 import numpy as np
 import pandas as pd
+
 from finrl_lab.data.local import mark_missing_quotes
 from finrl_lab.data.panel import KNOWN_FIELDS, Panel, interval_seconds
-
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)

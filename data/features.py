@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from finrl_lab.data.panel import Panel
 
+from finrl_lab.data.panel import Panel
 from finrl_lab.errors import ConfigError, DataError
 
 WINDOWS = (5, 10, 20, 30, 60)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from finrl_lab.data.panel import KNOWN_FIELDS, Panel, interval_seconds
 
+from finrl_lab.data.panel import KNOWN_FIELDS, Panel, interval_seconds
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from finrl_lab.data.cache import Cache, CorruptCacheError, EntryKey
 from finrl_lab.data.cleaning import (
     adjust_prices,
@@ -32,7 +33,6 @@ from finrl_lab.data.cleaning import (
     long_to_panel,
 )
 from finrl_lab.data.panel import Panel, interval_seconds
-
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)

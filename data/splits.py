@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import pandas as pd
-from finrl_lab.data.panel import Panel
 
+from finrl_lab.data.panel import Panel
 from finrl_lab.errors import ConfigError, DataError
 
 DateLike = str | pd.Timestamp | None

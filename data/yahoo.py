@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from finrl_lab.data.panel import interval_seconds
 from finrl_lab.data.sources import Source, SourceUnavailableError
-
 from finrl_lab.errors import DataError
 
 log = logging.getLogger(__name__)

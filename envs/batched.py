@@ -22,12 +22,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from finrl_lab.envs.actions import action_to_weights
-from finrl_lab.envs.portfolio import PortfolioEnv
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from finrl_lab.envs.actions import action_to_weights
+from finrl_lab.envs.portfolio import PortfolioEnv
 from finrl_lab.errors import ConfigError
 
 

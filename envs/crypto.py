@@ -25,9 +25,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from finrl_lab.data.panel import Panel
 from gymnasium import spaces
 
+from finrl_lab.data.panel import Panel
 from finrl_lab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ Any other name is passed to :func:`finrl_lab.data.features.compute_features`
 from __future__ import annotations
 
 import numpy as np
-from finrl_lab.data.panel import Panel
 
+from finrl_lab.data.panel import Panel
 from finrl_lab.errors import DataError
 
 BUILTIN_FEATURE_SETS = ("close", "ohlc")

@@ -19,12 +19,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+
 from finrl_lab.data.panel import Panel
 from finrl_lab.data.pools import Pool
 from finrl_lab.envs.actions import ACTION_MODES, action_to_weights
 from finrl_lab.envs.observation import bar_features, lookback_windows
-from gymnasium import spaces
-
 from finrl_lab.errors import ConfigError
 from finrl_lab.ledger import turnover
 from finrl_lab.market import Market, build_market

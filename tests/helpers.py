@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from finrl_lab.data.panel import Panel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DJ30_DIR, needs_dj30
+from scipy.optimize import minimize
+
 from finrl_lab.agents.classic import (
     CLASSIC_AGENTS,
     OLMARAgent,
@@ -12,11 +15,8 @@ from finrl_lab.agents.classic import (
     min_variance_weights,
     project_to_simplex,
 )
-from finrl_lab.data.local import load_bundled, load_panel
-from helpers import DJ30_DIR, needs_dj30
-from scipy.optimize import minimize
-
 from finrl_lab.backtest import backtest_agents, make_agent
+from finrl_lab.data.local import load_bundled, load_panel
 from finrl_lab.market import build_market
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from finrl_lab.data.local import load_bundled
-from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
-from finrl_lab.envs.portfolio import PortfolioEnv
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from finrl_lab.data.local import load_bundled
+from finrl_lab.envs.batched import BatchedPortfolioEnv, TorchBatchedPortfolio
+from finrl_lab.envs.portfolio import PortfolioEnv
 from finrl_lab.errors import ConfigError
 
 ENV_OPTIONS = {"start": "2010-01-01", "end": "2011-12-31", "lookback": 5}

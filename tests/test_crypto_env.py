@@ -9,16 +9,16 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import finrl_lab  # noqa: F401  (registers the envs)
 from finrl_lab.data.panel import Panel
 from finrl_lab.envs.crypto import (
     RUIN_LOG_RETURN,
     CryptoTradingEnv,
     load_crypto_panel,
 )
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import finrl_lab  # noqa: F401  (registers the envs)
 from finrl_lab.errors import ConfigError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crypto"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from finrl_lab.envs.segmentation import (
     change_point_blocks,
     fixed_blocks,
     split_block,
     summarize_segments,
 )
-
 from finrl_lab.errors import ConfigError
 
 

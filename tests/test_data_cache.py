@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from finrl_lab.cli import main
 from finrl_lab.data import cache as cache_module
 from finrl_lab.data.cache import (
     CACHE_ENV_VAR,
@@ -21,8 +23,6 @@ from finrl_lab.data.cache import (
 from finrl_lab.data.cleaning import clean_bars, fill_grid, long_to_panel
 from finrl_lab.data.local import resolve_data
 from finrl_lab.data.sources import load_cached, parse_cache_reference
-
-from finrl_lab.cli import main
 from finrl_lab.errors import DataError
 
 KEY = EntryKey("yahoo", "1d", "AAPL")

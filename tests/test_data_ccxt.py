@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from finrl_lab.cli import main
 from finrl_lab.data import ccxt_source
 from finrl_lab.data.cache import Cache, EntryKey
 from finrl_lab.data.ccxt_source import CcxtSource
 from finrl_lab.data.sources import SourceUnavailableError, load_cached, update_cache
-
-from finrl_lab.cli import main
 from finrl_lab.errors import DataError
 
 CANDLES_PATH = (

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from finrl_lab.data.features import (
     FEATURE_SETS,
     Normalizer,
@@ -14,9 +17,6 @@ from finrl_lab.data.features import (
     feature_names,
 )
 from finrl_lab.data.panel import Panel
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from finrl_lab.errors import ConfigError, DataError
 
 DJ30 = Path(__file__).resolve().parents[2] / "shared/data/us_stocks/earnmore_dj30"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from finrl_lab.data.panel import Panel
 from finrl_lab.data.splits import PRESETS, DateSplit, get_preset, walk_forward
-
 from finrl_lab.errors import ConfigError, DataError
 
 DJ30 = Path(__file__).resolve().parents[2] / "shared/data/us_stocks/earnmore_dj30"

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from requests.adapters import BaseAdapter
+
+from finrl_lab.cli import main
 from finrl_lab.data import yahoo
 from finrl_lab.data.cache import Cache, EntryKey
 from finrl_lab.data.sources import get_panel, load_cached, update_cache
 from finrl_lab.data.yahoo import YahooSource, normalise_history
-from requests.adapters import BaseAdapter
-
-from finrl_lab.cli import main
 from finrl_lab.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/data/fixtures/yahoo_chart"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import random_walk_panel
+
 from finrl_lab.agents.earnmore.agent import EarnMoreAgent, backtest_pool
 from finrl_lab.agents.earnmore.dataset import check_in_global_pool
 from finrl_lab.agents.earnmore.model import EarnMoreModel
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
 from finrl_lab.data.pools import make_pool
-from helpers import random_walk_panel
-
 from finrl_lab.errors import ConfigError, PoolError
 
 FEATURES = ["r0", "r1", "r2"]

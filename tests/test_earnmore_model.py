@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from finrl_lab.agents.earnmore.episodes import TrainingEpisodes
 from finrl_lab.agents.earnmore.masks import sample_mask_ratios, sample_visible
 from finrl_lab.agents.earnmore.model import EarnMoreModel, gather_windows
 from finrl_lab.agents.earnmore.policy import Actor, reweight
 from finrl_lab.agents.earnmore.replay import IndexReplay
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
-
 from finrl_lab.errors import ConfigError
 from finrl_lab.ledger import simulate
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from finrl_lab.data.local import load_bundled
 
+from finrl_lab.data.local import load_bundled
 from finrl_lab.metrics import compute_metrics, earnmore_metrics, max_drawdown
 
 empyrical = pytest.importorskip("empyrical")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from finrl_lab.data.local import load_bundled, load_panel
-from finrl_lab.data.panel import Panel, periods_per_year
 from helpers import DJ30_DIR, needs_dj30
 
+from finrl_lab.data.local import load_bundled, load_panel
+from finrl_lab.data.panel import Panel, periods_per_year
 from finrl_lab.errors import DataError
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from finrl_lab.data.pools import read_pool_file, resolve_pool, shipped_pools
 from helpers import DJ30_DIR
 
+from finrl_lab.data.pools import read_pool_file, resolve_pool, shipped_pools
 from finrl_lab.errors import PoolError
 
 

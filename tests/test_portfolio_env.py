@@ -8,16 +8,16 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-from finrl_lab.agents.base import PolicyAgent
-from finrl_lab.data.local import load_bundled
-from finrl_lab.data.panel import Panel
-from finrl_lab.envs.portfolio import PortfolioEnv
 from gymnasium.utils.env_checker import check_env
 from helpers import random_walk_panel
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import finrl_lab  # noqa: F401  (registers the environments)
+from finrl_lab.agents.base import PolicyAgent
 from finrl_lab.backtest import run_policy_agent
+from finrl_lab.data.local import load_bundled
+from finrl_lab.data.panel import Panel
+from finrl_lab.envs.portfolio import PortfolioEnv
 from finrl_lab.errors import ConfigError
 from finrl_lab.ledger import simulate
 

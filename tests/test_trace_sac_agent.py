@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from finrl_lab.agents.trace_sac.agent import TraceSAC, TraceSACConfig
 from finrl_lab.agents.trace_sac.diagnostics import (
     horizon_for,
@@ -16,7 +17,6 @@ from finrl_lab.agents.trace_sac.diagnostics import (
 )
 from finrl_lab.agents.trace_sac.networks import WindowEncoder
 from finrl_lab.agents.trace_sac.replay import ChunkReplay
-
 from finrl_lab.cli import main as cli_main
 
 LOOKBACK, FEATURES = 6, 3

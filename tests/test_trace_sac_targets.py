@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.distributions import Normal
+
 from finrl_lab.agents.trace_sac.agent import TraceSAC, TraceSACConfig
 from finrl_lab.agents.trace_sac.networks import squashed_log_prob
 from finrl_lab.agents.trace_sac.replay import ChunkBatch, ChunkReplay
@@ -12,9 +16,6 @@ from finrl_lab.agents.trace_sac.targets import (
     soft_retrace_returns,
     trace_coefficients,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from torch.distributions import Normal
 
 LOOKBACK, FEATURES = 4, 3
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from finrl_lab.envs.batched import BatchedPortfolioEnv
 
+from finrl_lab.envs.batched import BatchedPortfolioEnv
 from finrl_lab.optim import METHOD_DEFAULTS
 from finrl_lab.optim.routing import RoutedOptimizer
 from finrl_lab.training import sb3_trainer

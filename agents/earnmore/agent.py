@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from finrl_lab.agents.base import PolicyAgent
 from finrl_lab.agents.earnmore.dataset import (
     check_in_global_pool,
@@ -23,11 +24,10 @@ from finrl_lab.agents.earnmore.dataset import (
 )
 from finrl_lab.agents.earnmore.model import EarnMoreModel
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
+from finrl_lab.backtest import BacktestResult, run_policy_agent
 from finrl_lab.data.features import Normalizer
 from finrl_lab.data.pools import Pool, resolve_pool
 from finrl_lab.envs.portfolio import PortfolioEnv
-
-from finrl_lab.backtest import BacktestResult, run_policy_agent
 from finrl_lab.errors import ConfigError
 from finrl_lab.io import atomic_path
 

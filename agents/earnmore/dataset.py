@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from finrl_lab.data.features import (
     FEATURE_SETS,
     WINDOWS,
@@ -24,7 +25,6 @@ from finrl_lab.data.panel import Panel
 from finrl_lab.data.pools import Pool, resolve_pool
 from finrl_lab.data.splits import DateSplit, SplitRows
 from finrl_lab.envs.observation import BUILTIN_FEATURE_SETS, bar_features
-
 from finrl_lab.errors import ConfigError, PoolError
 
 log = logging.getLogger(__name__)

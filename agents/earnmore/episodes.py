@@ -13,6 +13,7 @@ the reward is the daily log change of value, net of costs, times
 from __future__ import annotations
 
 import numpy as np
+
 from finrl_lab.agents.earnmore.masks import sample_mask_ratios, sample_visible
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
 

@@ -21,11 +21,11 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from finrl_lab.agents.earnmore.model import EarnMoreModel, gather_windows
 from finrl_lab.agents.earnmore.policy import reweight
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
-from torch import nn
-
 from finrl_lab.optim import build_optimizer
 
 

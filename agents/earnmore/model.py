@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+
 from finrl_lab.agents.earnmore.network import MaskableRepresentation
 from finrl_lab.agents.earnmore.policy import Actor, TwinCritic, reweight
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
-from torch import nn
 
 
 class EarnMoreModel(nn.Module):

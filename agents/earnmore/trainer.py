@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from finrl_lab.agents.earnmore.agent import EarnMoreAgent, backtest_pool, make_env
 from finrl_lab.agents.earnmore.dataset import (
     ENV_DEFAULTS,
@@ -45,10 +46,9 @@ from finrl_lab.agents.earnmore.model import EarnMoreModel, gather_windows
 from finrl_lab.agents.earnmore.policy import reweight
 from finrl_lab.agents.earnmore.replay import IndexReplay
 from finrl_lab.agents.earnmore.settings import EarnMoreSettings
+from finrl_lab.backtest import BacktestResult, backtest_agents, run_policy_agent
 from finrl_lab.data.pools import resolve_pool
 from finrl_lab.envs.portfolio import PortfolioEnv
-
-from finrl_lab.backtest import BacktestResult, backtest_agents, run_policy_agent
 from finrl_lab.training.checkpoint import (
     BEST_NAME,
     CHECKPOINT_DIR,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
 from finrl_lab.agents.trace_sac.networks import build_networks, squashed_log_prob
 from finrl_lab.agents.trace_sac.replay import ChunkBatch
 from finrl_lab.agents.trace_sac.targets import (
@@ -24,8 +26,6 @@ from finrl_lab.agents.trace_sac.targets import (
     soft_retrace_returns,
     trace_coefficients,
 )
-from torch import Tensor, nn
-
 from finrl_lab.errors import ConfigError
 
 try:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from finrl_lab.agents.trace_sac.trainer import run_directly
 
+from finrl_lab.agents.trace_sac.trainer import run_directly
 from finrl_lab.training.config import load_yaml, merge
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from finrl_lab.agents.trace_sac.agent import TraceSAC
 from finrl_lab.agents.trace_sac.rollout import SegmentRollout, rollout_segments
 from finrl_lab.envs.crypto import CryptoTradingEnv

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from finrl_lab.agents.trace_sac.agent import TraceSAC
 from finrl_lab.agents.trace_sac.networks import squashed_log_prob
 from finrl_lab.envs.crypto import CryptoTradingEnv

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
 from finrl_lab.agents.trace_sac.agent import TraceSAC, TraceSACConfig
 from finrl_lab.agents.trace_sac.diagnostics import (
     plot_value_diagnostics,
@@ -43,7 +44,6 @@ from finrl_lab.envs.segmentation import (
     make_segments,
     summarize_segments,
 )
-
 from finrl_lab.errors import ConfigError
 from finrl_lab.metrics import compute_metrics
 from finrl_lab.training.checkpoint import (
