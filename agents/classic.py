@@ -5,7 +5,7 @@ with a bar) get weight. Each reads prices at or before the decision bar only.
 The daily rebalancing agents (ew, olmar, pamr) take in an asset from the bar it
 lists. The periodic ones (momentum, minvar, ew with a period) take it in at
 their next rebalance, and buy and hold never does. Weight on an asset that stops
-trading goes to cash until the next rebalance. Otherwise none of them holds cash.
+trading goes to cash until the next rebalance. Otherwise none of them keeps cash.
 """
 
 from __future__ import annotations

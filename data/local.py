@@ -240,7 +240,7 @@ def load_panel(
 
     :param sort_dates: sort rows by date instead of rejecting rows out of order,
         for exports written newest first. Duplicated dates are still rejected.
-    :raises DataError: the path is missing, unreadable or holds invalid prices.
+    :raises DataError: the path is missing, unreadable or contains invalid prices.
     """
     target = Path(path).expanduser()
     where = source or str(target)

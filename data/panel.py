@@ -1,6 +1,6 @@
 """The panel: the one in-memory form of market data in finrl_lab.
 
-A :class:`Panel` holds sorted unique UTC timestamps, tickers, fields and a float
+A :class:`Panel` contains sorted unique UTC timestamps, tickers, fields and a float
 array ``values[time, asset, field]`` with an availability mask ``available[time,
 asset]``. A ticker that is not yet listed, delisted or missing a bar stays in the
 panel with ``available`` False there; it is never dropped or filled from the future.

@@ -34,7 +34,7 @@ def bar_features(panel: Panel, feature_set: str) -> tuple[np.ndarray, list[str]]
     """Return per-bar features [T, N, F] as float32, with their names.
 
     Entries where an asset has no bar or not enough history are 0 so that the
-    observation stays finite; the mask in the observation tells them apart.
+    observation stays finite; the mask in the observation distinguishes them.
     """
     if feature_set == "close":
         values = close_log_returns(panel)[:, :, None]
@@ -64,7 +64,7 @@ def bar_features(panel: Panel, feature_set: str) -> tuple[np.ndarray, list[str]]
 def lookback_windows(features: np.ndarray, lookback: int) -> np.ndarray:
     """Return a read-only view [T - lookback + 1, N, lookback, F] of feature windows.
 
-    Row ``k`` of the view holds bars ``k .. k + lookback - 1``; no data is copied.
+    Row ``k`` of the view contains bars ``k .. k + lookback - 1``; no data is copied.
     """
     view = np.lib.stride_tricks.sliding_window_view(features, lookback, axis=0)
     return view.transpose(0, 1, 3, 2)

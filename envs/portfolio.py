@@ -39,7 +39,7 @@ class PortfolioEnv(gym.Env):
     :param pool: the customizable pool (CSP) to trade: a name, a YAML file,
         ``A,B,C`` or a list of tickers.
     :param global_pool: the global pool (GSP) the observation covers; by default
-        the pool's parent when the data holds it, else the pool itself.
+        the pool's parent when the data contains it, else the pool itself.
     :param start: first decision date; the first bar with enough history by default.
     :param end: last valuation date; the last bar by default.
     :param lookback: bars in the observation window, including bar t.

@@ -102,7 +102,7 @@ def build_market(
     :param start: first decision date (inclusive); the first bar by default.
     :param end: final valuation date (inclusive); the last bar by default.
     :param global_pool: the global pool (GSP) that observations cover; by default
-        the pool's parent if the data holds it, else the pool itself.
+        the pool's parent if the data contains it, else the pool itself.
     :param min_history: bars the first decision needs, counting its own bar; the
         first decision moves later if ``start`` leaves too little history.
     :raises PoolError: a ticker is not in the data or the pool is empty.
