@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from finrl_lab.optim.shrinkage import bayes_prior_odds, shrink
+from finrl_lab.optim.shrinkage import (
+    SHRINK_MODES,
+    bayes_prior_odds,
+    shrink,
+    shrink_elementwise,
+    shrink_foreach,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -122,3 +128,15 @@ def test_shrink_leaves_input_unchanged():
 def test_unknown_mode_raises():
     with pytest.raises(ValueError, match="unknown shrink mode"):
         shrink(torch.ones(3), 1.0, "median")
+
+
+@pytest.mark.parametrize("mode", SHRINK_MODES)
+def test_elementwise_form_equals_foreach(mode):
+    """The plain-op form used under torch.compile equals the foreach form."""
+    generator = torch.Generator().manual_seed(2)
+    grad = torch.randn(7, 5, generator=generator, dtype=torch.float64) * 4.0
+    grad[0, 0] = 0.0
+    scale = torch.rand(7, 5, generator=generator, dtype=torch.float64) + 0.1
+    for s in (scale, 0.7):
+        expected = shrink_foreach([grad], s if isinstance(s, float) else [s], mode)
+        torch.testing.assert_close(shrink_elementwise(grad, s, mode), expected[0])

@@ -106,6 +106,44 @@ def shrink_foreach(
     return torch._foreach_div(grads, z_squared)
 
 
+def shrink_elementwise(
+    grad: Tensor,
+    scale: Tensor | float,
+    mode: str,
+    threshold: float = 3.0,
+    contamination: float = 1e-3,
+    cauchy_scale: float = 1.0,
+) -> Tensor:
+    """Apply psi(g; s) to one tensor with plain tensor ops, for ``torch.compile``.
+
+    The same arithmetic, step for step, as :func:`shrink_foreach`, whose foreach
+    ops inductor runs as separate eager calls (``exp`` and ``tanh`` among them),
+    which splits a fused pass in two. ``scale`` broadcasts to ``grad``, in
+    gradient units.
+    """
+    if mode not in SHRINK_MODES:
+        raise ValueError(f"unknown shrink mode {mode!r}; valid modes: {SHRINK_MODES}")
+    if mode == "none":
+        return grad.clone()
+    if mode == "hard":
+        bound = threshold * scale
+        return torch.clamp(grad, min=-bound, max=bound)
+    z = grad / scale
+    if mode == "tanh":
+        # tanh(y)/y with y = z/lambda, and its limit 1 at y = 0 (see above).
+        z = z / threshold
+        ratio = torch.nan_to_num(torch.tanh(z) / z, nan=1.0)
+        return grad * ratio
+    z_squared = z * z
+    if mode == "soft":
+        return grad / (z_squared / (threshold * threshold) + 1.0).sqrt()
+    prior_odds = bayes_prior_odds(contamination, cauchy_scale)
+    z_squared = z_squared.clamp_max(_MAX_Z_SQUARED)
+    cauchy_density = z_squared / (cauchy_scale * cauchy_scale) + 1.0
+    odds = (z_squared * 0.5).exp() * prior_odds / cauchy_density
+    return grad / (odds + 1.0)
+
+
 def clip_foreach(grads: list[Tensor], bounds: list[Tensor]) -> list[Tensor]:
     """Return clamp(g, -b, b) for each gradient g and its bound b (b >= 0).
 
