@@ -165,3 +165,18 @@ def test_rejects_vectors():
 def test_invalid_scale_raises():
     with pytest.raises(ValueError, match="invalid shrink_scale"):
         ShrinkMuon([torch.nn.Parameter(torch.zeros(4, 4))], shrink_scale="max")
+
+
+@pytest.mark.parametrize("shrink", ["hard", "bayes"])
+def test_fused_compiled_ema_matches_eager(shrink):
+    """The compiled ``ema`` scale and shrinkage equal the eager foreach ops."""
+    pytest.importorskip("torch._inductor")
+    grads = _gradients(steps=5)
+    grads[3][2, 5] = 40.0
+    eager, _ = _run(lambda ps: ShrinkMuon(ps, lr=1e-2, shrink=shrink), grads)
+    compiled, optimizer = _run(
+        lambda ps: ShrinkMuon(ps, lr=1e-2, shrink=shrink, compile=True), grads
+    )
+    if optimizer._compiled_ema is None:
+        pytest.skip("torch.compile is unavailable here; ShrinkMuon fell back")
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

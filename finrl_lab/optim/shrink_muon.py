@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from finrl_lab.optim.shrinkage import SHRINK_MODES, clip_foreach, shrink_foreach
+from finrl_lab.optim.shrinkage import (
+    SHRINK_MODES,
+    clip_foreach,
+    shrink_elementwise,
+    shrink_foreach,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,11 @@ class ShrinkMuon(torch.optim.Muon):
         shrink_scale: ``ema``, ``rms`` or ``mad`` (default ``ema``).
         scale_beta: decay of the ``ema`` scale (default 0.999).
         scale_eps: added to s, in gradient units (default 1e-12).
+        compile: run the ``ema`` scale, the shrinkage and the EMA update as one
+            ``torch.compile``d pass per matrix (default False). The first step
+            then compiles for seconds; without a working compiler it logs a
+            warning and stays eager. Parameters whose scale step counts differ
+            within a group take the eager path.
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class ShrinkMuon(torch.optim.Muon):
         shrink_scale: str = "ema",
         scale_beta: float = 0.999,
         scale_eps: float = 1e-12,
+        compile: bool = False,
     ) -> None:
         if shrink not in SHRINK_MODES:
             raise ValueError(f"invalid shrink {shrink!r}; valid modes: {SHRINK_MODES}")
@@ -108,6 +119,10 @@ class ShrinkMuon(torch.optim.Muon):
         for group in self.param_groups:
             for key, value in shrink_defaults.items():
                 group.setdefault(key, value)
+        self._compiled_ema: Callable[..., list[Tensor]] | None = None
+        if compile:
+            self._compiled_ema = torch.compile(_ema_shrink_fused, dynamic=False)
+        self._compile_checked = False
 
     def _init_group(
         self,
@@ -147,6 +162,50 @@ class ShrinkMuon(torch.optim.Muon):
             return shrink_foreach(grads, scales, **shrink_kwargs)
         return self._shrink_with_ema_scale(group, params, grads, shrink_kwargs)
 
+    def _run_compiled(
+        self,
+        group: MutableMapping,
+        params: list[Tensor],
+        grads: list[Tensor],
+        shrink_kwargs: dict[str, Any],
+        correction: float,
+        shrink_now: bool,
+    ) -> list[Tensor] | None:
+        """Run the compiled ``ema`` step; None (and eager from then on) if it fails.
+
+        ``correction`` is sqrt(1 - beta^(t-1)), the bias correction of the scale
+        EMA before this step, and ``shrink_now`` is False on the first step.
+        """
+        assert self._compiled_ema is not None
+        threshold = shrink_kwargs["threshold"]
+        hard = shrink_kwargs["mode"] == "hard" and math.isfinite(threshold)
+        factor = threshold / correction if hard else correction
+        dtype = torch.float64 if grads[0].dtype == torch.float64 else torch.float32
+        scalars = [
+            torch.tensor(value, dtype=dtype)
+            for value in (factor, 1.0 if shrink_now else 0.0)
+        ]
+        try:
+            result = self._compiled_ema(
+                grads,
+                [self.state[p]["exp_avg_sq"] for p in params],
+                scalars,
+                hard=hard,
+                beta=group["scale_beta"],
+                scale_eps=group["scale_eps"],
+                **shrink_kwargs,
+            )
+        except Exception as error:
+            if self._compile_checked:
+                raise
+            logger.warning(
+                "ShrinkMuon: torch.compile failed (%s); using the eager step", error
+            )
+            self._compiled_ema = None
+            return None
+        self._compile_checked = True
+        return list(result)
+
     def _shrink_with_ema_scale(
         self,
         group: MutableMapping,
@@ -158,16 +217,25 @@ class ShrinkMuon(torch.optim.Muon):
         result = list(grads)
         later: list[int] = []
         corrections: list[float] = []
+        previous_steps: set[int] = set()
         for i, p in enumerate(params):
             state = self.state[p]
             if "scale_step" not in state:
                 state["scale_step"] = torch.tensor(0.0)
                 state["exp_avg_sq"] = torch.zeros_like(p)
             previous_step = int(state["scale_step"])
+            previous_steps.add(previous_step)
             state["scale_step"] += 1
             if previous_step > 0:
                 later.append(i)
                 corrections.append((1.0 - beta**previous_step) ** 0.5)
+        if self._compiled_ema is not None and len(previous_steps) == 1:
+            correction = corrections[0] if corrections else 1.0
+            fused = self._run_compiled(
+                group, params, grads, shrink_kwargs, correction, bool(later)
+            )
+            if fused is not None:
+                return fused
         if later:
             sq_avgs = [self.state[params[i]]["exp_avg_sq"] for i in later]
             scales = torch._foreach_sqrt(sq_avgs)
@@ -189,3 +257,48 @@ class ShrinkMuon(torch.optim.Muon):
         torch._foreach_mul_(sq_avgs, beta)
         torch._foreach_addcmul_(sq_avgs, result, result, 1.0 - beta)
         return result
+
+
+def _ema_shrink_fused(
+    grads: list[Tensor],
+    sq_avgs: list[Tensor],
+    scalars: list[Tensor],
+    *,
+    hard: bool,
+    beta: float,
+    scale_eps: float,
+    mode: str,
+    threshold: float,
+    contamination: float,
+    cauchy_scale: float,
+) -> list[Tensor]:
+    """Shrink each gradient against its ``ema`` scale and update the EMA, fused.
+
+    The arithmetic of :meth:`ShrinkMuon._shrink_with_ema_scale` for matrices that
+    share one step count, written for ``torch.compile``: one pass per matrix
+    reads G and v and writes psi(G) and the new v, where eager foreach ops take
+    about 7 passes. ``scalars`` are 0-d CPU tensors, so a new step does
+    not recompile: the factor (lambda/c for finite ``hard`` clipping, else c,
+    with c = sqrt(1 - beta^(t-1)) the bias correction of v) and 1.0 when
+    shrinkage applies (0.0 on the first step, where ``torch.where`` keeps G).
+    """
+    factor, shrink_now = scalars
+    result = []
+    for g, sq_avg in zip(grads, sq_avgs, strict=True):
+        if hard:
+            bound = sq_avg.sqrt() * factor + threshold * scale_eps
+            shrunk = torch.clamp(g, min=-bound, max=bound)
+        else:
+            scale = sq_avg.sqrt() / factor + scale_eps
+            shrunk = shrink_elementwise(
+                g,
+                scale,
+                mode,
+                threshold=threshold,
+                contamination=contamination,
+                cauchy_scale=cauchy_scale,
+            )
+        shrunk = torch.where(shrink_now > 0.0, shrunk, g)
+        sq_avg.mul_(beta).addcmul_(shrunk, shrunk, value=1.0 - beta)
+        result.append(shrunk)
+    return result
