@@ -132,7 +132,10 @@ def shrink_elementwise(
     if mode == "tanh":
         # tanh(y)/y with y = z/lambda, and its limit 1 at y = 0 (see above).
         z = z / threshold
-        ratio = torch.nan_to_num(torch.tanh(z) / z, nan=1.0)
+        ratio = torch.tanh(z) / z
+        # ratio != ratio marks NaN as nan_to_num does, since tanh(y)/y is never
+        # infinite, and inductor vectorises it (nan_to_num ran a scalar loop).
+        ratio = torch.where(ratio != ratio, 1.0, ratio)
         return grad * ratio
     z_squared = z * z
     if mode == "soft":
