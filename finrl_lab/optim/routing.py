@@ -76,6 +76,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "shrink": "hard",
         "shrink_scale": "ema",
         "vector_rule": "shrink_adam",
+        "compile": False,
     },
     "deva": {**_COMMON, **_ADAM, **_DEVA, **_ROUTING, "vector_rule": "deva"},
     "deva_factored": {
@@ -292,6 +293,7 @@ def _muon(name: str, params: list[Tensor], resolved: dict[str, Any]) -> Optimize
         contamination=resolved["contamination"],
         cauchy_scale=resolved["cauchy_scale"],
         shrink_scale=resolved["shrink_scale"],
+        compile=resolved["compile"],
         **options,
     )
 
