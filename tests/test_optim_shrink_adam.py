@@ -217,8 +217,8 @@ def test_compiled_step_matches_eager():
 def test_fused_compiled_step_matches_eager(options):
     """The fused compiled step equals the eager step on two float32 tensors.
 
-    The learning rate changes every step, as under a scheduler; one gradient
-    entry is an outlier that the shrinkage acts on.
+    The learning rate changes every step, as under a scheduler. One gradient
+    entry is an outlier, so the shrinkage acts.
     """
     pytest.importorskip("torch._inductor")
     generator = torch.Generator().manual_seed(3)
@@ -247,7 +247,7 @@ def test_fused_compiled_step_matches_eager(options):
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
 
 
-def test_compile_failure_falls_back_to_eager(monkeypatch):
+def test_compile_failure_falls_back_to_eager():
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler")
 

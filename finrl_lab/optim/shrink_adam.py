@@ -164,7 +164,13 @@ class ShrinkAdam(Optimizer):
         """
         assert self._compiled_update is not None
         beta1, beta2 = group["betas"]
-        scalars = _step_scalars(step, group["lr"], beta1, beta2, group["weight_decay"])
+        # NOTE: on CUDA, inductor is expected to pass these 0-d CPU tensors to its
+        # kernels as scalars without a sync; this path has not run on a GPU yet.
+        # float64 parameters get float64 scalars, so no digits are lost.
+        dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        scalars = _step_scalars(
+            step, group["lr"], beta1, beta2, group["weight_decay"], dtype
+        )
         try:
             self._compiled_update(
                 params,
