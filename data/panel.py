@@ -506,7 +506,7 @@ def _parse_dates(values: pd.Series, where: str, daily: bool = False) -> pd.Serie
     """
     try:
         if daily:
-            parsed = _trading_dates(values)
+            parsed = _trading_dates(values, where)
         else:
             parsed = pd.to_datetime(values, utc=True)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -523,15 +523,28 @@ def _parse_dates(values: pd.Series, where: str, daily: bool = False) -> pd.Serie
     return parsed
 
 
-def _trading_dates(values: pd.Series) -> pd.Series:
+def _trading_dates(values: pd.Series, where: str) -> pd.Series:
     if values.dtype == object or pd.api.types.is_string_dtype(values):
         text = values.astype(str).str.strip()
         if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+            _check_one_time_of_day(text.str[11:19], text, where)
             return pd.to_datetime(text.str[:10], format="%Y-%m-%d", utc=True)
     parsed = pd.to_datetime(values)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
+    _check_one_time_of_day(parsed - parsed.dt.normalize(), parsed, where)
     return parsed.dt.normalize().dt.tz_localize("UTC")
+
+
+def _check_one_time_of_day(clock: pd.Series, stamps: pd.Series, where: str) -> None:
+    """Raise if daily bars carry more than one time of day: they are intraday."""
+    if clock.nunique(dropna=False) > 1:
+        changed = int(np.flatnonzero((clock != clock.iloc[0]).to_numpy())[0])
+        raise DataError(
+            f"bars in {where} are stamped at different times of day "
+            f"({stamps.iloc[0]} and {stamps.iloc[changed]}), so they are not daily",
+            "pass --interval with the bar size of the data, such as 1h or 1m",
+        )
 
 
 def check_pool_not_empty(tickers: Sequence[str], name: str) -> None:

@@ -357,8 +357,12 @@ class CryptoTradingEnv(gym.Env):
         return self._units * self.close_price[self._row] / self._value
 
     def target_position(self, action: np.ndarray) -> float:
-        """Map an action in [-1, 1] to a target position fraction of wealth."""
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1, 1))
+        """Map an action in [-1, 1] to a target position fraction of wealth.
+
+        A non-finite action is read as its nearest bound (NaN as 0, flat).
+        """
+        raw = np.asarray(action, dtype=np.float64).reshape(-1)[0]
+        a = float(np.clip(np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=-1.0), -1, 1))
         return a * (self.long_limit if a >= 0 else self.short_limit)
 
     def _observation(self) -> dict[str, np.ndarray]:

@@ -278,3 +278,9 @@ def test_momentum_on_a_short_history(tmp_path, capsys):
         "--no-plot",
     )
     assert code == 0, err
+
+
+def test_data_info_on_the_bundled_dataset(capsys):
+    code, out, err = _run(capsys, "data", "info", "sp500")
+    assert code == 0, err
+    assert "AAPL" in out

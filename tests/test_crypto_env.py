@@ -239,3 +239,13 @@ def test_freqtrade_minute_loads():
     assert panel.interval == "1m"
     assert len(panel.timestamps) == 13681
     assert panel.periods_per_year == 365 * 24 * 60
+
+
+def test_non_finite_action_keeps_the_ledger_finite():
+    env = CryptoTradingEnv(random_panel(), lookback=8, fee_bps=4, spread_bps=5)
+    env.reset(seed=0)
+    for action in ([np.nan], [np.inf], [-np.inf], [0.5]):
+        _, reward, _, _, _ = env.step(np.array(action))
+        assert math.isfinite(reward)
+    obs, *_ = env.step(np.array([-1.0]))
+    assert np.isfinite(obs["account"]).all()

@@ -143,3 +143,14 @@ def test_newest_first_file_loads_only_when_sorting_is_asked(tmp_path):
         load_panel(path)
     panel = load_panel(path, sort_dates=True)
     assert panel.close[:, 0].tolist() == [10.0, 11.0, 12.0]
+
+
+def test_intraday_bars_read_as_daily_are_rejected(tmp_path):
+    path = tmp_path / "minutes.csv"
+    path.write_text(
+        "date,ticker,close\n2021-01-04 09:30,A,10\n2021-01-04 09:31,A,11\n"
+        "2021-01-04 09:32,A,12\n"
+    )
+    with pytest.raises(DataError, match="not daily; pass --interval"):
+        load_panel(path)
+    assert len(load_panel(path, interval="1m")) == 3

@@ -196,13 +196,53 @@ def test_evaluate_other_pool_and_window(tmp_path):
     assert record["seeds"]["0"]["metrics"] != trained
 
 
-def test_evaluate_pool_of_other_shape_exit_2(tmp_path, capsys):
+def test_evaluate_ticker_list_inside_global_pool(tmp_path, capsys):
     config = write_config(tmp_path)
     assert main(["train", "--config", str(config)]) == 0
     run_dir = only_run(tmp_path / "runs")
     capsys.readouterr()
-    args = ["evaluate", "--checkpoint", str(run_dir), "--pool", "AAPL,MSFT"]
+    assert main(["evaluate", "--checkpoint", str(run_dir), "--pool", "AAPL,KO"]) == 0
+    record = json.loads(next((run_dir / "evaluations").glob("*.json")).read_text())
+    assert record["pool"] == "AAPL,KO"
+    capsys.readouterr()
+    args = ["evaluate", "--checkpoint", str(run_dir), "--pool", "AAPL,ZZZZ"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: the model was trained on observations")
-    assert not (run_dir / "evaluations").exists()
+    assert err.startswith("error: ")
+    assert "ZZZZ" in err
+    assert main(["evaluate", "--checkpoint", str(run_dir), "--pool", ""]) == 2
+
+
+def test_agent_value_of_wrong_type_exit_2(tmp_path, capsys):
+    config = write_config(tmp_path)
+    code = main(["train", "--config", str(config), "--set", "agent.gamma=high"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "agent.gamma is 'high'" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_broken_run_config_exit_2(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["train", "--config", str(config)]) == 0
+    run_dir = only_run(tmp_path / "runs")
+    (run_dir / "config.yaml").write_text("agent: [unclosed\n")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run_dir)]) == 2
+
+
+def test_empty_pool_option_exit_2(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["train", "--config", str(config), "--pool", ""]) == 2
+    assert "--pool is empty" in capsys.readouterr().err
+
+
+def test_off_policy_agents_default_to_softmax():
+    from finrl_lab.training.sb3_trainer import defaults
+
+    for name in ("sac", "td3", "ddpg"):
+        assert defaults(name)["env"]["action_mode"] == "softmax"
+    assert defaults("ppo")["env"]["action_mode"] == "simplex"

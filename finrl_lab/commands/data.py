@@ -33,7 +33,7 @@ from finrl_lab.data.cache import (
     CorruptCacheError,
     read_entry_file,
 )
-from finrl_lab.data.local import load_panel
+from finrl_lab.data.local import resolve_data
 from finrl_lab.data.panel import Panel
 from finrl_lab.data.sources import (
     CACHE_PREFIX,
@@ -101,8 +101,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="describe a dataset file, folder or cache entry")
     info.add_argument(
         "target",
-        help="a file or folder, a cache reference such as cache:yahoo/1d/dj30, "
-        "or a cache parquet file",
+        help="'sp500' (the bundled dataset), a file or folder, a cache reference "
+        "such as cache:yahoo/1d/dj30, or a cache parquet file",
+    )
+    info.add_argument(
+        "--interval", default="1d", help="bar size of a local file (default 1d)"
+    )
+    info.add_argument(
+        "--market",
+        default="equity",
+        choices=("equity", "crypto"),
+        help="market of a local file (default equity)",
     )
     _add_cache_option(info)
     info.set_defaults(action=run_info)
@@ -225,7 +234,7 @@ def run_info(args: argparse.Namespace) -> int:
         panel, filled, meta = _load_cache_file(Path(target))
         metadata = [meta]
     else:
-        panel = load_panel(target)
+        panel = resolve_data(target, interval=args.interval, market=args.market)
     _print_panel(panel, filled)
     for meta in metadata:
         _print_metadata(meta)

@@ -84,7 +84,9 @@ def _seed_of(seed_dir: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     run_dir, checkpoints = locate(Path(args.checkpoint))
     config = load_run_config(run_dir)
-    if args.seeds:
+    if args.pool is not None and not args.pool.strip():
+        raise ConfigError("--pool is empty", "name a pool or list tickers")
+    if args.seeds is not None:
         requested = parse_seeds(args.seeds)
         missing = [seed for seed in requested if seed not in checkpoints]
         if missing:

@@ -77,9 +77,11 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         overrides = merge(overrides, parse_override(text))
     if args.agent:
         overrides = merge(overrides, {"agent": {"name": args.agent}})
-    if args.pool:
+    if args.pool is not None:
+        if not args.pool.strip():
+            raise ConfigError("--pool is empty", "name a pool or list tickers")
         overrides = merge(overrides, {"pool": {"name": args.pool}})
-    if args.seeds:
+    if args.seeds is not None:
         overrides["seeds"] = parse_seeds(args.seeds)
     if args.device:
         overrides["device"] = args.device

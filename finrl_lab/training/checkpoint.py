@@ -79,10 +79,13 @@ def load_checkpoint(
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # torch's own message suggests weights_only=False, an unsafe load, so the
+        # error names only the exception type.
         raise ConfigError(
-            f"checkpoint {str(path)!r} cannot be loaded safely: {first_line}",
-            "use a checkpoint written by finrl-lab train",
+            f"checkpoint {str(path)!r} is not a readable finrl-lab checkpoint "
+            f"({type(exc).__name__}); the file may be corrupt or truncated",
+            "use a checkpoint written by finrl-lab train, or resume from an "
+            "earlier one",
         ) from None
     if not isinstance(record, dict) or "config_version" not in record:
         raise ConfigError(

@@ -103,7 +103,19 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
             f"{str(run_dir)!r} is not a run folder (no config.yaml)",
             "give the folder that finrl-lab train printed",
         )
-    stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"{path} is not valid YAML: {first_line}",
+            "restore the config.yaml that finrl-lab train wrote",
+        ) from None
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"{path} does not hold a config mapping",
+            "restore the config.yaml that finrl-lab train wrote",
+        )
     check_version(stored.get("version"), f"run {str(run_dir)!r}")
     return resolve_config(stored)
 

@@ -41,6 +41,7 @@ from finrl_lab.backtest import BacktestResult, backtest_agents, run_policy_agent
 from finrl_lab.envs.batched import BatchedPortfolioEnv
 from finrl_lab.envs.portfolio import PortfolioEnv
 from finrl_lab.errors import ConfigError
+from finrl_lab.market import build_market
 from finrl_lab.optim import sb3_optimizer_kwargs
 from finrl_lab.training.checkpoint import (
     BEST_NAME,
@@ -149,8 +150,43 @@ _OWN_KEYS = ("name", "net_arch", "activation", "action_noise_std")
 
 
 def defaults(name: str) -> dict[str, Any]:
-    """Return the default ``agent`` and ``env`` sections for an SB3 agent."""
-    return {"agent": dict(AGENT_DEFAULTS[name]), "env": dict(ENV_DEFAULTS)}
+    """Return the default ``agent`` and ``env`` sections for an SB3 agent.
+
+    The off-policy agents default to the softmax action mode: their deterministic
+    actors start with outputs near zero, and under the simplex mode a policy whose
+    outputs all fall to zero or below holds only cash and stops learning.
+    """
+    env = dict(ENV_DEFAULTS)
+    if name in ("sac", "td3", "ddpg"):
+        env["action_mode"] = "softmax"
+    return {"agent": dict(AGENT_DEFAULTS[name]), "env": env}
+
+
+def check_agent_types(name: str, section: dict[str, Any]) -> None:
+    """Raise ConfigError when a key of ``section`` has another type than its default.
+
+    Numbers must be numbers (an integer default takes an integer), lists must be
+    lists and strings strings. Keys without a project default are left to
+    stable-baselines3.
+    """
+    for key, value in section.items():
+        default = AGENT_DEFAULTS[name].get(key)
+        if default is None or key == "name":
+            continue
+        if isinstance(default, bool):
+            valid = isinstance(value, bool)
+        elif isinstance(default, int):
+            valid = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            valid = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            valid = isinstance(value, type(default))
+        if not valid:
+            raise ConfigError(
+                f"agent.{key} is {value!r}, but {name} needs a "
+                f"{type(default).__name__} like {default!r}",
+                f"set agent.{key} to a {type(default).__name__}",
+            )
 
 
 def allowed_agent_keys(name: str) -> list[str]:
@@ -168,6 +204,7 @@ def validate(config: dict[str, Any]) -> None:
     name = config["agent"]["name"]
     agent = config["agent"]
     check_keys(agent, dict.fromkeys(allowed_agent_keys(name)), "agent")
+    check_agent_types(name, agent)
     check_keys(config["env"], ENV_DEFAULTS, "env")
     if agent["activation"] not in ACTIVATIONS:
         raise ConfigError(
@@ -226,10 +263,15 @@ def make_env(
     first, last = window_dates(config, window)
     if window != "train":
         options["episode_length"] = None
+    panel = load_experiment_panel(config)
+    global_pool = config["pool"]["global"]
+    if pool is not None and global_pool is None:
+        # An evaluation pool sits inside the global pool the model was trained on.
+        global_pool = list(build_market(panel, config["pool"]["name"]).tickers)
     return PortfolioEnv(
-        load_experiment_panel(config),
+        panel,
         pool or config["pool"]["name"],
-        global_pool=config["pool"]["global"],
+        global_pool=global_pool,
         start=start or first,
         end=end or last,
         **options,
