@@ -436,9 +436,14 @@ def update_cache(
         raise failures[0][1]
     if failures:
         listed = "; ".join(f"{symbol}: {exc.message}" for symbol, exc in failures)
+        hint = (
+            "fix or remove those symbols; the others are cached"
+            if results
+            else "check the symbols and the network connection; nothing was cached"
+        )
         raise DataError(
             f"download failed for {len(failures)} of {len(symbols)} symbols ({listed})",
-            "fix or remove those symbols; the others are cached",
+            hint,
         )
     return results
 

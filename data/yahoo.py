@@ -411,7 +411,7 @@ class YahooSource(Source):
                     ) from None
                 if status == 429:
                     problem = "rate limit (HTTP 429)"
-                elif status is not None and status < 500:
+                elif status is not None and 0 < status < 500:
                     raise DataError(
                         f"Yahoo rejected the request for {symbol} (HTTP {status})",
                         "check the symbol and dates; upgrade yfinance if it persists",
