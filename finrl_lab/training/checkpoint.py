@@ -82,8 +82,9 @@ def load_checkpoint(
         # torch's own message suggests weights_only=False, an unsafe load, so the
         # error names only the exception type.
         raise ConfigError(
-            f"checkpoint {str(path)!r} is not a readable finrl-lab checkpoint "
-            f"({type(exc).__name__}); the file may be corrupt or truncated",
+            f"checkpoint {str(path)!r} cannot be loaded safely "
+            f"({type(exc).__name__}): it is corrupt, truncated or contains objects "
+            "other than tensors",
             "use a checkpoint written by finrl-lab train, or resume from an "
             "earlier one",
         ) from None
