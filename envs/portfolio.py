@@ -1,6 +1,6 @@
 """PortfolioEnv: portfolio management over a global stock pool with a pool mask.
 
-At decision bar t the agent sees a lookback window of per-asset features ending
+At decision bar t the agent observes a lookback window of per-asset features ending
 at t, the pool-and-availability mask at t and its current (drifted) weights. Its
 action becomes target weights over cash and the global pool; assets outside the
 customizable pool or without a bar get exactly 0. The targets are held from t to

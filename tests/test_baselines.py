@@ -33,7 +33,7 @@ def _simplex_by_bisection(v: np.ndarray) -> np.ndarray:
 
 
 def _reference_olmar(close: np.ndarray, first: int, last: int, window=5, eps=10.0):
-    """OLMAR-1 written directly from the paper's algorithm, all assets tradable."""
+    """Run the OLMAR-1 update of Li and Hoi (ICML 2012), all assets tradable."""
     n = close.shape[1]
     b = np.full(n, 1.0 / n)
     out = [b]
@@ -48,7 +48,7 @@ def _reference_olmar(close: np.ndarray, first: int, last: int, window=5, eps=10.
 
 
 def _reference_pamr(close: np.ndarray, first: int, last: int, eps=0.5):
-    """PAMR written directly from the paper's algorithm, all assets tradable."""
+    """Run the PAMR update of Li, Zhao, Hoi and Gopalkrishnan (2012), all tradable."""
     n = close.shape[1]
     b = np.full(n, 1.0 / n)
     out = [b]
@@ -138,7 +138,7 @@ def test_every_baseline_handles_a_late_listing():
         assert np.isfinite(result.path.values).all()
 
 
-def test_baselines_on_a_three_stock_pool_hold_only_the_pool():
+def test_baselines_hold_only_pool_stocks():
     market = build_market(
         load_bundled(),
         "sp20-energy",

@@ -143,7 +143,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, argv, expected
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_output_path_that_is_a_file_is_rejected_before_running(tmp_path, capsys):
+def test_output_path_file_rejected_early(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
     code, out, err = _run(capsys, "backtest", "--agents", "ew", "--out", str(blocker))

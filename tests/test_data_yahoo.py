@@ -45,7 +45,7 @@ def load_chart(name: str) -> dict:
 class ChartAdapter(BaseAdapter):
     """Serve yfinance's requests from recorded chart bodies; block everything else.
 
-    Cookie and crumb requests get the answers Yahoo gives; a chart request for a
+    Cookie and crumb requests get the responses Yahoo sends; a chart request for a
     symbol without a recording gets Yahoo's 404 body. Any other host raises, so a
     test fails instead of reaching the network.
     """

@@ -134,7 +134,7 @@ def test_long_file_round_trip(tmp_path):
     np.testing.assert_array_equal(again.close, panel.close)
 
 
-def test_newest_first_file_loads_only_when_sorting_is_asked(tmp_path):
+def test_newest_first_file_needs_sort_dates(tmp_path):
     path = tmp_path / "newest_first.csv"
     path.write_text(
         "date,ticker,close\n2021-01-06,A,12\n2021-01-05,A,11\n2021-01-04,A,10\n"

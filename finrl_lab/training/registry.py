@@ -61,7 +61,7 @@ from finrl_lab.errors import ConfigError
 
 @dataclass
 class RunContext:
-    """What the runner hands a trainer for one seed.
+    """Inputs the runner hands a trainer for one seed.
 
     :param run_dir: folder for this seed's outputs (checkpoints, logs, metrics).
     :param seed: the seed; the runner has already seeded python, numpy and torch.
@@ -80,7 +80,7 @@ class RunContext:
 
 @dataclass
 class TrainOutcome:
-    """What a trainer returns for one seed.
+    """Results a trainer returns for one seed.
 
     :param test_metrics: project metrics on the test window (see
         :func:`finrl_lab.metrics.compute_metrics`), by metric name.
